@@ -1,0 +1,265 @@
+"""The `genlab` command line: list, train, sample, eval, demo.
+
+User errors (a wrong path, an unknown option, a corrupt checkpoint) print one line naming the
+problem and the fix, and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from genlab.core.errors import ConfigError, GenlabError
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for text in pairs:
+        if "=" not in text:
+            raise ConfigError(f"-o {text!r}: expected key=value, e.g. -o temperature=0.8")
+        key, raw = text.split("=", 1)
+        try:
+            options[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"-o {text!r}: the value is not valid YAML") from None
+    return options
+
+
+def _call_with_options(fn, *args, options: dict[str, Any], what: str, **kwargs):
+    """Call a model method with user options, turning an unknown keyword into a clear error."""
+    try:
+        return fn(*args, **kwargs, **options)
+    except TypeError as e:
+        if "unexpected keyword argument" in str(e):
+            bad = str(e).split("argument")[-1].strip(" '\"")
+            raise ConfigError(
+                f"{what} has no option {bad!r}; see the model's documentation "
+                f"(python -c 'import genlab; help(genlab.load(RUN).{fn.__name__})')"
+            ) from None
+        raise
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="genlab")
+def cli() -> None:
+    """genlab: train, sample, evaluate and compare generative models."""
+
+
+@cli.command("list")
+def list_cmd() -> None:
+    """List the registered models, their presets, and the data sets."""
+    from genlab.core.registry import list_models
+    from genlab.data import list_sources
+
+    click.echo("models:")
+    for name, entry in list_models().items():
+        presets = f"  (presets: {', '.join(entry.presets)})" if entry.presets else ""
+        click.echo(f"  {name:<16}{entry.summary}{presets}")
+    click.echo("data sets:")
+    click.echo("  " + ", ".join(list_sources()))
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--data", "data_name", help="Data set name, e.g. mnist5k, moons.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Run YAML (model:, data:, train:).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Override a config value, e.g. --set train.lr=3e-4.",
+)
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Run folder to create."
+)
+@click.option(
+    "--resume", is_flag=True, help="Continue the run in --out from its newest checkpoint."
+)
+@click.option("--force", is_flag=True, help="Move an existing --out aside and start again.")
+def train(model, data_name, config_path, overrides, out, resume, force) -> None:
+    """Train MODEL (a name or preset from `genlab list`) into a run folder."""
+    from genlab.train.run import train_run
+
+    _, run_dir, summary = train_run(
+        model,
+        data_name=data_name,
+        out=out,
+        config_path=config_path,
+        overrides=overrides,
+        resume=resume,
+        force=force,
+    )
+    click.echo(json.dumps(summary, indent=2))
+    click.echo(f"run folder: {run_dir}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option(
+    "-n",
+    "num_samples",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Number of samples.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Output file: .png, .npy, .pt or .csv.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--class", "label", type=int, default=None, help="Class label for conditional models."
+)
+@click.option(
+    "-o",
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Model sampling option, e.g. -o temperature=0.8.",
+)
+def sample(run_dir, num_samples, out, seed, label, options) -> None:
+    """Draw samples from a trained run and write them to a file (with a provenance .json)."""
+    import torch
+
+    from genlab import __version__
+    from genlab.core.persist import atomic_write_text
+    from genlab.data.writers import write_samples
+    from genlab.train.run import load_run
+
+    model, _, spec = load_run(run_dir)
+    opts = _parse_options(options)
+    cond = None
+    if label is not None:
+        cond = {"label": torch.full((num_samples,), label, dtype=torch.long)}
+    generator = torch.Generator().manual_seed(seed)
+    x = _call_with_options(
+        model.sample,
+        num_samples,
+        options=opts,
+        what=f"{model.name}.sample",
+        generator=generator,
+        cond=cond,
+    )
+    path = write_samples(x, spec, out)
+    provenance = {
+        "generator": "genlab",
+        "genlab_version": __version__,
+        "model": model.name,
+        "run_dir": str(Path(run_dir).resolve()),
+        "num_samples": num_samples,
+        "seed": seed,
+        "class": label,
+        "options": opts,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    atomic_write_text(Path(str(path) + ".json"), json.dumps(provenance, indent=2))
+    click.echo(f"wrote {num_samples} samples to {path}")
+
+
+@cli.command("eval")
+@click.argument("run_dir", type=click.Path())
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option(
+    "-n", "max_rows", type=click.IntRange(min=1), default=None, help="Use at most this many rows."
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=250, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "-o",
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="log_likelihood option, e.g. -o k=100.",
+)
+def eval_cmd(run_dir, split, max_rows, batch_size, seed, options) -> None:
+    """Evaluate a run: the test log-likelihood with its kind (exact, bound or estimate)."""
+    from genlab.train.evaluate import evaluate_run
+
+    result = evaluate_run(
+        run_dir,
+        split=split,
+        max_rows=max_rows,
+        batch_size=batch_size,
+        seed=seed,
+        options=_parse_options(options),
+    )
+    for key, value in result.items():
+        click.echo(f"{key:<28}{value}")
+
+
+@cli.command()
+@click.option("--out", default="runs/demo", show_default=True, type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Move an existing --out aside and run again.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Override the demo config.",
+)
+def demo(out, force, overrides) -> None:
+    """Train a VAE on 4,000 MNIST digits (a few minutes on a CPU) and write samples and plots."""
+    from genlab.train.evaluate import evaluate_run
+    from genlab.train.run import train_run
+
+    start = time.perf_counter()
+    with resources.as_file(resources.files("genlab") / "configs" / "demo.yaml") as config_path:
+        _, run_dir, summary = train_run(
+            None, data_name=None, out=out, config_path=config_path, overrides=overrides, force=force
+        )
+    result = evaluate_run(run_dir, options={"k": 100})
+    click.echo(
+        f"trained {summary.get('steps')} steps in {summary['train_seconds']:.1f} s; "
+        f"total {time.perf_counter() - start:.1f} s"
+    )
+    click.echo(
+        f"test log-likelihood (IWAE k=100, {result['kind']}): {result['log_likelihood_nats']:.2f} nats"
+    )
+    for what, rel in [
+        ("samples", "samples/final.png"),
+        ("loss curve", "plots/loss.png"),
+        ("metrics", "metrics.jsonl"),
+        ("evaluation", "eval/metrics.json"),
+        ("model", "model/"),
+    ]:
+        click.echo(f"{what:<12}{Path(run_dir) / rel}")
+
+
+def main() -> None:
+    """Entry point: runs the CLI, printing user errors without a traceback."""
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except GenlabError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted; resume with --resume", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

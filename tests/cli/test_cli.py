@@ -1,0 +1,268 @@
+"""The command line end to end on small data, and every user error it must explain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+TINY_VAE = [
+    "--set",
+    "model.hidden=[16]",
+    "--set",
+    "model.latent_dim=2",
+    "--set",
+    "train.steps=6",
+    "--set",
+    "train.batch_size=16",
+    "--set",
+    "train.progress=false",
+    "--set",
+    "train.checkpoint_every=2",
+    "--set",
+    "data.num_samples=200",
+]
+
+
+@pytest.fixture
+def gmm_run(run_cli, tmp_path) -> Path:
+    out = tmp_path / "gmm"
+    code, _, err = run_cli(
+        "train",
+        "gmm",
+        "--data",
+        "8gaussians",
+        "--set",
+        "model.n_components=8",
+        "--set",
+        "data.num_samples=800",
+        "--out",
+        out,
+    )
+    assert code == 0, err
+    return out
+
+
+def test_list_shows_models_and_data(run_cli):
+    code, out, _ = run_cli("list")
+    assert code == 0 and "gmm" in out and "vae" in out and "mnist5k" in out
+
+
+@pytest.mark.parametrize("cmd", [[], ["train"], ["sample"], ["eval"], ["demo"], ["list"]])
+def test_every_command_has_help(run_cli, cmd):
+    code, out, _ = run_cli(*cmd, "--help")
+    assert code == 0 and "Usage" in out
+
+
+def test_train_writes_the_run_folder(gmm_run):
+    for rel in [
+        "config.yaml",
+        "data_spec.json",
+        "model/model.json",
+        "model/weights.safetensors",
+        "samples/final.png",
+    ]:
+        assert (gmm_run / rel).exists(), rel
+
+
+def test_sample_png_npy_with_provenance(run_cli, gmm_run, tmp_path):
+    code, _, err = run_cli(
+        "sample", gmm_run, "-n", "50", "--out", tmp_path / "s.npy", "--seed", "3"
+    )
+    assert code == 0, err
+    a = np.load(tmp_path / "s.npy")
+    assert a.shape == (50, 2)
+    prov = json.loads((tmp_path / "s.npy.json").read_text())
+    assert prov["model"] == "gmm" and prov["seed"] == 3
+    run_cli("sample", gmm_run, "-n", "50", "--out", tmp_path / "t.npy", "--seed", "3")
+    assert np.array_equal(a, np.load(tmp_path / "t.npy"))
+    code, _, _ = run_cli("sample", gmm_run, "-n", "20", "--out", tmp_path / "s.png")
+    assert code == 0 and Image.open(tmp_path / "s.png").size[0] > 0
+
+
+def test_eval_reports_kind_beside_the_truth(run_cli, gmm_run):
+    code, out, err = run_cli("eval", gmm_run)
+    assert code == 0, err
+    result = json.loads((gmm_run / "eval" / "metrics.json").read_text())
+    assert result["kind"] == "exact" and result["num_rows"] == 800
+    assert abs(result["log_likelihood_nats"] - result["true_log_likelihood_nats"]) < 0.5
+
+
+def test_vae_train_sample_eval_with_options(run_cli, tmp_path):
+    out = tmp_path / "vae"
+    code, _, err = run_cli("train", "vae", "--data", "moons", "--out", out, *TINY_VAE)
+    assert code == 0, err
+    code, _, err = run_cli(
+        "sample", out, "-n", "8", "--out", tmp_path / "v.npy", "-o", "decode=sample"
+    )
+    assert code == 0, err
+    code, _, err = run_cli("eval", out, "-o", "k=5")
+    assert code == 0, err
+    assert json.loads((out / "eval" / "metrics.json").read_text())["kind"] == "lower_bound"
+
+
+def _error(run_cli, *args) -> str:
+    code, _, err = run_cli(*args)
+    assert code == 2, f"expected a user error, got exit {code}: {err}"
+    assert "Traceback" not in err
+    return err
+
+
+def test_unknown_model_data_option_and_key(run_cli, tmp_path, gmm_run):
+    assert "unknown model 'nope'" in _error(
+        run_cli, "train", "nope", "--data", "moons", "--out", tmp_path / "a"
+    )
+    assert "unknown data set" in _error(
+        run_cli, "train", "gmm", "--data", "nope", "--out", tmp_path / "b"
+    )
+    assert "allowed" in _error(
+        run_cli,
+        "train",
+        "gmm",
+        "--data",
+        "moons",
+        "--set",
+        "data.colour=1",
+        "--out",
+        tmp_path / "c",
+    )
+    assert "unknown key" in _error(
+        run_cli,
+        "train",
+        "gmm",
+        "--data",
+        "moons",
+        "--set",
+        "model.n_comp=3",
+        "--out",
+        tmp_path / "d",
+    )
+    assert "unknown key" in _error(
+        run_cli,
+        "train",
+        "gmm",
+        "--data",
+        "moons",
+        "--set",
+        "train.learning_rate=3",
+        "--out",
+        tmp_path / "e",
+    )
+    assert "no option" in _error(
+        run_cli, "sample", gmm_run, "--out", tmp_path / "x.npy", "-o", "temprature=2"
+    )
+    assert "not one of" in _error(
+        run_cli,
+        "train",
+        "gmm",
+        "--data",
+        "moons",
+        "--set",
+        "model.covariance_type=round",
+        "--out",
+        tmp_path / "f",
+    )
+
+
+def test_config_file_errors(run_cli, tmp_path):
+    assert "does not exist" in _error(
+        run_cli,
+        "train",
+        "gmm",
+        "--data",
+        "moons",
+        "--config",
+        tmp_path / "no.yaml",
+        "--out",
+        tmp_path / "a",
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {n_components: 3}\noptimizer: {lr: 1}\n")
+    assert "unknown section" in _error(
+        run_cli, "train", "gmm", "--data", "moons", "--config", bad, "--out", tmp_path / "b"
+    )
+    bad.write_text("model: [unclosed\n")
+    assert "not valid YAML" in _error(
+        run_cli, "train", "gmm", "--data", "moons", "--config", bad, "--out", tmp_path / "c"
+    )
+    bad.write_bytes(b"\xff\xfe\x00binary")
+    assert "config file" in _error(
+        run_cli, "train", "gmm", "--data", "moons", "--config", bad, "--out", tmp_path / "d"
+    )
+
+
+def test_existing_run_folder_is_not_overwritten(run_cli, gmm_run):
+    before = (gmm_run / "model" / "weights.safetensors").read_bytes()
+    err = _error(run_cli, "train", "gmm", "--data", "moons", "--out", gmm_run)
+    assert "already exists" in err and "--resume" in err and "--force" in err
+    assert (gmm_run / "model" / "weights.safetensors").read_bytes() == before
+    code, out, _ = run_cli("train", "gmm", "--data", "moons", "--out", gmm_run, "--force")
+    assert code == 0 and "moved the existing" in out
+    backups = list(gmm_run.parent.glob("gmm.replaced-*"))
+    assert (
+        len(backups) == 1 and (backups[0] / "model" / "weights.safetensors").read_bytes() == before
+    )
+
+
+def test_corrupt_foreign_and_newer_checkpoints(run_cli, gmm_run, tmp_path):
+    weights = gmm_run / "model" / "weights.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(b"not a safetensors file at all")
+    assert "corrupt" in _error(run_cli, "sample", gmm_run, "--out", tmp_path / "x.npy")
+    weights.write_bytes(good)
+
+    meta_path = gmm_run / "model" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "format_version": 99}))
+    assert "newer genlab" in _error(run_cli, "sample", gmm_run, "--out", tmp_path / "x.npy")
+    meta_path.write_text(json.dumps({**meta, "model": "vae"}))
+    assert "does not fit" in _error(run_cli, "sample", gmm_run, "--out", tmp_path / "x.npy")
+    meta_path.write_text("{ truncated")
+    assert "corrupt" in _error(run_cli, "sample", gmm_run, "--out", tmp_path / "x.npy")
+    assert "does not exist" in _error(
+        run_cli, "sample", tmp_path / "nowhere", "--out", tmp_path / "x.npy"
+    )
+
+
+def test_resume_with_another_models_checkpoint(run_cli, tmp_path):
+    out = tmp_path / "vae"
+    code, _, err = run_cli("train", "vae", "--data", "moons", "--out", out, *TINY_VAE)
+    assert code == 0, err
+    latest = out / "checkpoints" / (out / "checkpoints" / "latest").read_text().strip()
+    meta = json.loads((latest / "meta.json").read_text())
+    (latest / "meta.json").write_text(json.dumps({**meta, "model": "gmm"}))
+    err = _error(run_cli, "train", "vae", "--out", out, "--resume", "--set", "train.steps=8")
+    assert "checkpoint of a 'gmm' model" in err
+
+
+def test_nan_stops_with_the_step_and_keeps_the_checkpoint(run_cli, tmp_path):
+    out = tmp_path / "nan"
+    err = _error(
+        run_cli,
+        "train",
+        "vae",
+        "--data",
+        "moons",
+        "--out",
+        out,
+        *TINY_VAE,
+        "--set",
+        "train.lr=1e30",
+        "--set",
+        "train.steps=50",
+        "--set",
+        "train.checkpoint_every=1",
+        "--set",
+        "train.grad_clip=0",
+    )
+    assert "diverged" in err and "at step" in err and "last good checkpoint" in err
+    from genlab.train.checkpoint import latest_checkpoint, load_checkpoint
+
+    kept = latest_checkpoint(out / "checkpoints")
+    ckpt = load_checkpoint(kept, model_name="vae")
+    import torch
+
+    assert all(torch.isfinite(v).all() for v in ckpt["weights"].values())

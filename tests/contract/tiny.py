@@ -1,0 +1,34 @@
+"""Tiny configurations of every registered model and preset, for the contract suite.
+
+Each entry: (model config overrides, data set name, data options). A model or preset that is
+registered but missing here fails `test_every_registered_model_has_a_tiny_config`.
+"""
+
+TINY: dict[str, list[tuple[dict, str, dict]]] = {
+    "gmm": [
+        ({"n_components": 3}, "moons", {"num_samples": 300}),
+        ({"n_components": 2, "covariance_type": "diag"}, "8gaussians", {"num_samples": 300}),
+    ],
+    "vae": [
+        ({"hidden": (16,), "latent_dim": 2, "dropout": 0.1}, "moons", {"num_samples": 300}),
+        ({"hidden": (32,), "latent_dim": 3, "conditional": True}, "digits", {}),
+        (
+            {"architecture": "conv", "conv_channels": (4, 8), "latent_dim": 3},
+            "digits",
+            {"binarize": True},
+        ),
+        ({"hidden": (16,), "latent_dim": 2, "iwae_k": 3}, "moons", {"num_samples": 300}),
+    ],
+}
+
+
+def cases() -> list[tuple[str, dict, str, dict]]:
+    return [
+        (name, cfg, data, opts) for name, entries in TINY.items() for cfg, data, opts in entries
+    ]
+
+
+def case_id(case) -> str:
+    name, cfg, data, _ = case
+    short = ",".join(f"{k}={v}" for k, v in cfg.items())
+    return f"{name}[{data}|{short}]"
