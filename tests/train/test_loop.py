@@ -151,3 +151,17 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
 def test_batch_larger_than_data_is_a_clear_error():
     with pytest.raises(Exception, match="fewer than one batch"):
         fit(TwoKeyToy(), _data(8), _cfg(batch_size=16))
+
+
+def test_bf16_autocast_on_cpu_trains():
+    torch.manual_seed(0)
+    model = TwoKeyToy()
+    result = fit(model, _data(), _cfg(steps=5, precision="bf16"))
+    assert result.steps == 5 and all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_fp16_needs_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        fit(TwoKeyToy(), _data(), _cfg(precision="fp16"))

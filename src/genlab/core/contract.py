@@ -43,6 +43,8 @@ class DataSpec:
         value_range: (low, high) of the values; images are always (0, 1).
         discrete_levels: number of distinct values per dimension for quantized data
             (2 for binarized images, 256 for 8-bit), None for continuous data.
+        tokenizer: for text, the tokenizer as a JSON-able dict (kind and its state), so a model
+            rebuilt from its run folder encodes and decodes text without the data.
     """
 
     modality: Modality
@@ -53,6 +55,7 @@ class DataSpec:
     columns: tuple[dict[str, Any], ...] | None = None
     value_range: tuple[float, float] | None = None
     discrete_levels: int | None = None
+    tokenizer: dict[str, Any] | None = None
 
     @property
     def num_dims(self) -> int:

@@ -66,9 +66,15 @@ def plot_loss_curve(metrics_path: Path, out_path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    tails = []
     for key in keys:
         pts = [(r["step"], r[key]) for r in records if key in r]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], label=key.removeprefix("loss/"))
+        tails += [p[1] for p in pts[len(pts) // 10 :]]
+    # The first steps' losses can be orders of magnitude above the rest: zoom on the last 90%.
+    low, high = min(tails), max(tails)
+    margin = 0.1 * (high - low) or 1.0
+    ax.set_ylim(low - margin, high + margin)
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     ax.grid(alpha=0.3)

@@ -15,11 +15,11 @@ import yaml
 
 from genlab.core.config import build_config, config_to_dict, load_run_config, read_yaml
 from genlab.core.contract import ClassicalModel, DataSpec, NeuralModel
-from genlab.core.errors import ConfigError, DataError, GenlabError
+from genlab.core.errors import ConfigError, GenlabError
 from genlab.core.persist import atomic_write_text
 from genlab.core.registry import create, make_config
-from genlab.data import SOURCES, source_options
 from genlab.data import load as load_data
+from genlab.data import resolve_source, source_options
 from genlab.data.dataset import Dataset
 from genlab.train.config import TrainConfig
 
@@ -44,8 +44,8 @@ def resolve_sections(
     data.pop("name", None)
     if not dname:
         raise ConfigError("no data given: pass --data NAME (e.g. --data mnist5k) or set data.name")
-    if dname not in SOURCES:
-        raise DataError(f"unknown data set {dname!r}; known: {', '.join(sorted(SOURCES))}")
+    dname, implied = resolve_source(dname)
+    data = {**implied, **data}
     defaults = source_options(dname)
     unknown = sorted(set(data) - set(defaults))
     if unknown:
