@@ -47,6 +47,8 @@ def evaluate_run(
         )
     data_opts = dict(config.get("data") or {})
     data = load_data(data_opts.pop("name"), split=split, **data_opts)
+    if "label" in model.cond_keys and data.labels is None:
+        raise GenlabError(f"{model.name} is class-conditional but the {split} split has no labels")
     x = data.x if max_rows is None else data.x[:max_rows]
     labels = data.labels if (data.labels is None or max_rows is None) else data.labels[:max_rows]
     options = dict(options or {})
@@ -55,7 +57,8 @@ def evaluate_run(
     start = time.perf_counter()
     parts, kind, details = [], None, {}
     for i in range(0, x.shape[0], batch_size):
-        cond = None if labels is None else {"label": labels[i : i + batch_size]}
+        needs_labels = "label" in model.cond_keys
+        cond = {"label": labels[i : i + batch_size]} if needs_labels else None
         extra = {"generator": generator} if accepts_generator else {}
         try:
             ll = model.log_likelihood(x[i : i + batch_size], cond=cond, **extra, **options)
@@ -72,6 +75,7 @@ def evaluate_run(
     stderr = float(nats.std() / math.sqrt(len(nats))) if len(nats) > 1 else 0.0
     result: dict[str, Any] = {
         "model": model.name,
+        "conditioned_on": list(model.cond_keys),
         "split": split,
         "num_rows": int(nats.numel()),
         "kind": kind,

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,14 @@ from genlab.data.dataset import Dataset
 from genlab.train.batches import BatchStream
 from genlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from genlab.train.config import TrainConfig
+from genlab.train.distributed import (
+    average_logs,
+    gather_rng_states,
+    gather_states,
+    init_from_env,
+    no_sync,
+    wrap,
+)
 from genlab.train.ema import EMA
 from genlab.train.logging import MetricsLog, plot_loss_curve
 from genlab.train.schedule import warmup_cosine
@@ -41,10 +50,11 @@ class FitResult:
     run_dir: Path | None = None
 
 
-def pick_device(name: str) -> torch.device:
-    """ "auto" → CUDA when available, else CPU; otherwise the named device (checked)."""
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """The training device: "auto" is CUDA (this process's GPU under torchrun) when available,
+    else the CPU; any other name is checked."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -107,6 +117,10 @@ def fit(
         resume: continue from the newest checkpoint in `run_dir/checkpoints`; the continuation
             is bitwise identical to an uninterrupted run on the same machine.
 
+    Under torchrun (WORLD_SIZE > 1) the same call trains with DistributedDataParallel: each
+    rank takes `batch_size` rows of every global batch of `batch_size * world_size`, and only
+    rank 0 writes logs, samples and checkpoints.
+
     Returns:
         A FitResult. The trained weights stay in `model` (the EMA weights when EMA is on).
 
@@ -114,10 +128,13 @@ def fit(
         TrainingDiverged: a loss or gradient became non-finite; no checkpoint is written after
             it, so the last good one stays.
     """
+    dist_info = init_from_env()
     run_dir = Path(run_dir) if run_dir is not None else None
-    device = pick_device(config.device)
+    writer_dir = run_dir if dist_info.is_main else None  # only rank 0 writes
+    device = pick_device(config.device, dist_info.local_rank)
     autocast, needs_scaler = autocast_for(config.precision, device)
-    torch.manual_seed(config.seed)  # dropout and noise inside losses draw from this, checkpointed
+    # Dropout and noise inside losses draw from the global RNG: seeded here, checkpointed.
+    torch.manual_seed(config.seed + dist_info.rank)
     model.to(device)
     model.train()
 
@@ -156,8 +173,16 @@ def fit(
     }
     scaler = torch.amp.GradScaler(device.type, enabled=needs_scaler)
     ema = EMA(model, config.ema_decay) if config.ema_decay > 0 else None
-    stream = BatchStream(len(data), config.batch_size, seed=config.seed)
-    data_generator = torch.Generator().manual_seed(config.seed + 1)  # per-batch randomness
+    loss_module = wrap(model, dist_info, device, len(keys))
+    stream = BatchStream(
+        len(data),
+        config.batch_size,
+        seed=config.seed,
+        rank=dist_info.rank,
+        world_size=dist_info.world_size,
+    )
+    # Per-batch randomness (dynamic binarization), one stream per rank.
+    data_generator = torch.Generator().manual_seed(config.seed + 1 + 7919 * dist_info.rank)
 
     step = 0
     checkpoints = run_dir / "checkpoints" if run_dir is not None else None
@@ -174,13 +199,21 @@ def fit(
                 ema.load_state_dict(ckpt["ema"])
             scaler.load_state_dict(state["scaler"]) if needs_scaler else None
             stream.load_state_dict(state["stream"])
-            data_generator.set_state(state["data_generator"])
-            torch.set_rng_state(state["torch_rng"])
+            if len(state["torch_rngs"]) == dist_info.world_size:
+                data_generator.set_state(state["data_generators"][dist_info.rank])
+                torch.set_rng_state(state["torch_rngs"][dist_info.rank])
+            else:  # another number of processes: the order of batches goes on, noise reseeds
+                warnings.warn(
+                    f"resuming a {len(state['torch_rngs'])}-process checkpoint with "
+                    f"{dist_info.world_size} processes: random streams are reseeded, so the "
+                    "continuation is not bitwise equal to an uninterrupted run",
+                    stacklevel=2,
+                )
             if device.type == "cuda" and "cuda_rng" in state:
                 torch.cuda.set_rng_state(state["cuda_rng"], device)
             step = int(ckpt["meta"]["step"])
     log = MetricsLog(
-        run_dir / "metrics.jsonl" if run_dir else None, resume_step=step if resume else None
+        writer_dir / "metrics.jsonl" if writer_dir else None, resume_step=step if resume else None
     )
 
     saved_step = step  # the step of the newest checkpoint on disk (or the resumed one)
@@ -190,13 +223,18 @@ def fit(
         saved_step = step
         if checkpoints is None:
             return
+        # Every rank's RNG streams (a collective call: all ranks take part), written by rank 0.
+        torch_rngs = gather_rng_states(dist_info)
+        generators = gather_states(dist_info, data_generator.get_state())
+        if not dist_info.is_main:
+            return
         state = {
             "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
             "scaler": scaler.state_dict() if needs_scaler else {},
             "stream": stream.state_dict(),
-            "data_generator": data_generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            "data_generators": generators,
+            "torch_rngs": torch_rngs,
         }
         if device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(device)
@@ -212,7 +250,7 @@ def fit(
         )
 
     def write_samples(tag: str) -> None:
-        if run_dir is None or config.num_samples == 0:
+        if writer_dir is None or config.num_samples == 0:
             return
         from genlab.data.writers import write_samples as write
 
@@ -225,9 +263,9 @@ def fit(
                     cond=preview_cond(model, config.num_samples, device),
                 )
         model.train()
-        write(x.cpu(), model.spec, run_dir / "samples" / f"{tag}.png")
+        write(x.cpu(), model.spec, writer_dir / "samples" / f"{tag}.png")
 
-    progress = _progress_bar(config, step)
+    progress = _progress_bar(config, step) if dist_info.is_main else None
     start_time = time.perf_counter()
     stopped = "completed"
     last_logs: dict[str, float] = {}
@@ -238,19 +276,24 @@ def fit(
             for _ in range(repeats[key]):
                 model.zero_grad(set_to_none=True)
                 total = 0.0
-                for _ in range(config.grad_accum):
+                for micro in range(config.grad_accum):
                     batch = data.batch(stream.next(), generator=data_generator).to(device)
-                    with autocast():
-                        out = model.loss(batch, key=key)
-                    loss = out.loss.float() / config.grad_accum
+                    # DDP all-reduces gradients on the last micro-batch only.
+                    accumulating = micro < config.grad_accum - 1
+                    with no_sync(loss_module, accumulating):
+                        with autocast():
+                            out = loss_module(batch, key)
+                        loss = out.loss.float() / config.grad_accum
+                        scaler.scale(loss).backward()
                     total += float(loss.detach())
-                    if not torch.isfinite(loss):
-                        raise _diverged("loss", key, step, float(loss.detach()), checkpoints)
-                    scaler.scale(loss).backward()
                     for name, value in out.logs.items():
                         logs[f"{key}/{name}"] = (
                             logs.get(f"{key}/{name}", 0.0) + value / config.grad_accum
                         )
+                # Checked after backward so that under DDP every rank reaches the all-reduce (a
+                # NaN on one rank then reaches every rank's gradients, and all of them stop).
+                if not math.isfinite(total):
+                    raise _diverged("loss", key, step, total, checkpoints)
                 scaler.unscale_(optimizers[key])
                 norm = torch.nn.utils.clip_grad_norm_(
                     groups[key], config.grad_clip if config.grad_clip > 0 else math.inf
@@ -268,6 +311,7 @@ def fit(
         last_logs = logs
         elapsed = time.perf_counter() - start_time
         if step % config.log_every == 0 or step == config.steps:
+            logs = average_logs(dist_info, logs)
             lrs = {f"lr/{k}": s.get_last_lr()[0] for k, s in schedulers.items()}
             log.write({"step": step, "seconds": round(elapsed, 4), **logs, **lrs})
         if progress is not None:
@@ -288,9 +332,9 @@ def fit(
     if ema is not None:
         model.import_state(ema.state_dict())
     model.eval()
-    if run_dir is not None:
+    if writer_dir is not None:
         write_samples("final")
-        plot_loss_curve(run_dir / "metrics.jsonl", run_dir / "plots" / "loss.png")
+        plot_loss_curve(writer_dir / "metrics.jsonl", writer_dir / "plots" / "loss.png")
     return FitResult(step, time.perf_counter() - start_time, stopped, last_logs, run_dir)
 
 

@@ -22,6 +22,7 @@ from genlab.data import load as load_data
 from genlab.data import resolve_source, source_options
 from genlab.data.dataset import Dataset
 from genlab.train.config import TrainConfig
+from genlab.train.distributed import barrier, init_from_env
 
 CONFIG_FILE = "config.yaml"
 
@@ -109,7 +110,10 @@ def train_run(
 ) -> tuple[Any, Path, dict[str, Any]]:
     """Train a model into run folder `out`; returns (model, run folder, summary)."""
     out = Path(out)
-    prepare_run_dir(out, resume=resume, force=force)
+    dist_info = init_from_env()  # under torchrun: rank 0 owns the run folder
+    if dist_info.is_main:
+        prepare_run_dir(out, resume=resume, force=force)
+    barrier(dist_info)
     if resume:
         saved = read_yaml(out / CONFIG_FILE)
         if config_path is not None:
@@ -133,8 +137,9 @@ def train_run(
         sections = load_run_config(config_path, tuple(overrides))
         resolved = resolve_sections(sections, model_name, data_name)
     model, data, train_cfg = build_from_sections(resolved)
-    atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(resolved, sort_keys=False))
-    data.spec.save(out / "data_spec.json")
+    if dist_info.is_main:
+        atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(resolved, sort_keys=False))
+        data.spec.save(out / "data_spec.json")
 
     start = time.perf_counter()
     if isinstance(model, NeuralModel):
@@ -149,7 +154,9 @@ def train_run(
     else:  # a registry entry that is neither: a programming error, not a user error
         raise TypeError(f"{type(model).__name__} is neither a NeuralModel nor a ClassicalModel")
     summary["train_seconds"] = round(time.perf_counter() - start, 3)
-    model.save(out / "model")
+    if dist_info.is_main:
+        model.save(out / "model")
+    barrier(dist_info)
     return model, out, summary
 
 
