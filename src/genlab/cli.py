@@ -66,6 +66,30 @@ def list_cmd() -> None:
     click.echo("  " + ", ".join(list_sources()))
 
 
+@cli.group()
+def data() -> None:
+    """Inspect data sets before training."""
+
+
+@data.command("info")
+@click.argument("name_or_path")
+@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
+@click.option(
+    "-o",
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Data option, e.g. -o binarize=true.",
+)
+def data_info(name_or_path, split, options) -> None:
+    """Print a data set's spec: modality, shape, classes, columns and types, missing values."""
+    from genlab.data import load
+    from genlab.data.info import describe
+
+    click.echo(describe(load(name_or_path, split=split, **_parse_options(options))))
+
+
 @cli.command()
 @click.argument("model")
 @click.option("--data", "data_name", help="Data set name, e.g. mnist5k, moons.")

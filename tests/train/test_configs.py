@@ -28,3 +28,17 @@ def test_yaml_1_1_exponents_are_numbers():
         load_run_config(None, ["model.name=gmm", "data.name=moons", "train.lr=3e-4"])
     )
     assert resolved["train"]["lr"] == pytest.approx(3e-4)
+
+
+@pytest.mark.parametrize("source", __import__("genlab").data.list_sources())
+def test_resolved_data_options_survive_yaml(source):
+    # config.yaml must read back equal to what was resolved (tuples as lists), or --resume
+    # would see a change that was never made.
+    import yaml
+
+    from genlab.core.config import to_plain
+    from genlab.data import source_options
+
+    resolved = to_plain({"name": source, **source_options(source)})
+    assert yaml.safe_load(yaml.safe_dump(resolved)) == resolved
+    assert not any(isinstance(v, tuple) for v in resolved.values())

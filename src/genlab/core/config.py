@@ -112,17 +112,18 @@ def build_config(cls: type[T], mapping: dict[str, Any] | None = None, where: str
         raise ConfigError(f"{where}: {e}") from None
 
 
+def to_plain(value: Any) -> Any:
+    """A value as plain YAML/JSON-friendly data: tuples become lists, recursively."""
+    if isinstance(value, (tuple, list)):
+        return [to_plain(x) for x in value]
+    if isinstance(value, dict):
+        return {k: to_plain(x) for k, x in value.items()}
+    return value
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     """A dataclass config as plain YAML/JSON-friendly values (tuples become lists)."""
-
-    def plain(v: Any) -> Any:
-        if isinstance(v, tuple):
-            return [plain(x) for x in v]
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        return v
-
-    return {f.name: plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    return {f.name: to_plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -13,7 +13,13 @@ from typing import Any
 import torch
 import yaml
 
-from genlab.core.config import build_config, config_to_dict, load_run_config, read_yaml
+from genlab.core.config import (
+    build_config,
+    config_to_dict,
+    load_run_config,
+    read_yaml,
+    to_plain,
+)
 from genlab.core.contract import ClassicalModel, DataSpec, NeuralModel
 from genlab.core.errors import ConfigError, GenlabError
 from genlab.core.persist import atomic_write_text
@@ -57,7 +63,7 @@ def resolve_sections(
     train_cfg = build_config(TrainConfig, sections.get("train", {}), where="train")
     return {
         "model": {"name": name, **config_to_dict(model_cfg)},
-        "data": {"name": dname, **defaults, **data},
+        "data": to_plain({"name": dname, **defaults, **data}),
         "train": config_to_dict(train_cfg),
     }
 
