@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_io import write_results  # noqa: E402
 
 import genlab  # noqa: E402
-from genlab.train.evaluate import evaluate_run  # noqa: E402
+from genlab.evaluate import evaluate_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "runs" / "bench-demo"
@@ -121,14 +121,14 @@ def main() -> None:
     figures["demo_samples_class_accuracy"] = float(
         (torch.from_numpy(clf.predict(samples.flatten(1).numpy())) == labels).float().mean()
     )
-    demo_eval = evaluate_run(RUN, options={"k": 100})
+    demo_eval = evaluate_run(RUN, metrics=("nll",), options={"k": 100})
     figures["demo_test_iwae100_given_class_nats"] = demo_eval["log_likelihood_nats"]
 
     conv = genlab.load(CONV_RUN)
     conv_samples = conv.sample(64, generator=torch.Generator().manual_seed(0))
     figures["conv_vae_samples_p090_share"] = confident_share(clf, conv_samples)
-    elbo = evaluate_run(CONV_RUN, options={"k": 1})
-    iwae = evaluate_run(CONV_RUN, options={"k": 100})
+    elbo = evaluate_run(CONV_RUN, metrics=("nll",), options={"k": 1})
+    iwae = evaluate_run(CONV_RUN, metrics=("nll",), options={"k": 100})
     figures.update(
         conv_vae_test_elbo_nats=elbo["log_likelihood_nats"],
         conv_vae_test_iwae100_nats=iwae["log_likelihood_nats"],

@@ -199,11 +199,43 @@ def sample(run_dir, num_samples, out, seed, label, options) -> None:
 
 @cli.command("eval")
 @click.argument("run_dir", type=click.Path())
+@click.option(
+    "--metrics",
+    default="",
+    help="Comma-separated: nll,fid,kid,prdc,mmd,c2st,modes,memorization (default: by modality).",
+)
+@click.option(
+    "-n",
+    "num_samples",
+    type=click.IntRange(min=2),
+    default=1000,
+    show_default=True,
+    help="Samples drawn and real rows compared.",
+)
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
 @click.option(
-    "-n", "max_rows", type=click.IntRange(min=1), default=None, help="Use at most this many rows."
+    "--max-rows",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Score at most this many rows' likelihood.",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=250, show_default=True)
+@click.option(
+    "--redraws",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Extra sample sets for 95% intervals of sample metrics.",
+)
+@click.option(
+    "--features", default=None, help="Feature network: digits28, digits8, inception, raw."
+)
+@click.option(
+    "--features-weights",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Weights file for --features inception.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "-o",
@@ -213,20 +245,37 @@ def sample(run_dir, num_samples, out, seed, label, options) -> None:
     metavar="KEY=VALUE",
     help="log_likelihood option, e.g. -o k=100.",
 )
-def eval_cmd(run_dir, split, max_rows, batch_size, seed, options) -> None:
-    """Evaluate a run: the test log-likelihood with its kind (exact, bound or estimate)."""
-    from genlab.train.evaluate import evaluate_run
+def eval_cmd(
+    run_dir,
+    metrics,
+    num_samples,
+    split,
+    max_rows,
+    batch_size,
+    redraws,
+    features,
+    features_weights,
+    seed,
+    options,
+) -> None:
+    """Evaluate a run: likelihood with its kind, sample metrics beside the real-vs-real floor."""
+    from genlab.evaluate import evaluate_run
 
-    result = evaluate_run(
+    chosen = [m.strip() for m in metrics.split(",") if m.strip()] or None
+    evaluate_run(
         run_dir,
+        metrics=chosen,
+        num_samples=num_samples,
         split=split,
         max_rows=max_rows,
         batch_size=batch_size,
         seed=seed,
+        redraws=redraws,
+        features=features,
+        features_weights=features_weights,
         options=_parse_options(options),
     )
-    for key, value in result.items():
-        click.echo(f"{key:<28}{value}")
+    click.echo((Path(run_dir) / "eval" / "metrics.md").read_text())
 
 
 @cli.command()
@@ -241,7 +290,7 @@ def eval_cmd(run_dir, split, max_rows, batch_size, seed, options) -> None:
 )
 def demo(out, force, overrides) -> None:
     """Train a class-conditional VAE on 4,000 MNIST digits (about 2 minutes on a CPU)."""
-    from genlab.train.evaluate import evaluate_run
+    from genlab.evaluate import evaluate_run
     from genlab.train.run import train_run
 
     start = time.perf_counter()
@@ -249,7 +298,7 @@ def demo(out, force, overrides) -> None:
         _, run_dir, summary = train_run(
             None, data_name=None, out=out, config_path=config_path, overrides=overrides, force=force
         )
-    result = evaluate_run(run_dir, options={"k": 100})
+    result = evaluate_run(run_dir, metrics=("nll", "fid", "prdc"), options={"k": 100})
     click.echo(
         f"trained {summary.get('steps')} steps in {summary['train_seconds']:.1f} s; "
         f"total {time.perf_counter() - start:.1f} s"
@@ -259,11 +308,16 @@ def demo(out, force, overrides) -> None:
         f"test log-likelihood{given} (IWAE k=100, a {result['kind'].replace('_', ' ')}): "
         f"{result['log_likelihood_nats']:.2f} nats"
     )
+    click.echo(
+        f"FID on genlab's digit features, N={result['num_samples']}: {result['fid']:.2f} "
+        f"(real train vs test digits: {result['fid_real_floor']:.2f}); precision "
+        f"{result['precision']:.2f}, recall {result['recall']:.2f}"
+    )
     for what, rel in [
         ("samples", "samples/final.png"),
         ("loss curve", "plots/loss.png"),
         ("metrics", "metrics.jsonl"),
-        ("evaluation", "eval/metrics.json"),
+        ("evaluation", "eval/metrics.md"),
         ("model", "model/"),
     ]:
         click.echo(f"{what:<12}{Path(run_dir) / rel}")
