@@ -131,12 +131,16 @@ def evaluate_run(
         result.update(_likelihood(model, held_out, max_rows, batch_size, seed, options or {}))
     sample_metrics = [m for m in chosen if m in SAMPLE_METRICS]
     if sample_metrics:
-        train = load_data(data_name, split="train", **data_opts)
+        # Samples are compared with the real images: binarization is a device of training and
+        # of the likelihood, and mixing binarized and grey-level sets would inflate the floor.
+        real_opts = {**data_opts, "binarize": False} if data_opts.get("binarize") else data_opts
+        held_out_real = load_data(data_name, split=split, **real_opts)
+        train = load_data(data_name, split="train", **real_opts)
         result.update(
             _sample_figures(
                 model,
                 train,
-                held_out,
+                held_out_real,
                 sample_metrics,
                 num_samples,
                 seed,
@@ -145,6 +149,11 @@ def evaluate_run(
                 features_weights,
             )
         )
+    if "memorization" in chosen:
+        train = load_data(data_name, split="train", **data_opts)
+        result.update(
+            _membership(model, train, held_out, num_samples, batch_size, seed, options or {})
+        )
     result["eval_seconds"] = round(time.perf_counter() - start, 3)
     out = run_dir / "eval"
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=2, default=str))
@@ -152,7 +161,9 @@ def evaluate_run(
     return result
 
 
-def _likelihood(model, data, max_rows, batch_size, seed, options) -> dict[str, Any]:
+def _likelihood(
+    model, data, max_rows, batch_size, seed, options, keep_nats: bool = False
+) -> dict[str, Any]:
     if "label" in model.cond_keys and data.labels is None:
         raise GenlabError(f"{model.name} is class-conditional but the data set has no labels")
     x = data.x if max_rows is None else data.x[:max_rows]
@@ -186,9 +197,34 @@ def _likelihood(model, data, max_rows, batch_size, seed, options) -> dict[str, A
         "options": dict(options),
         "details": details,
     }
+    if keep_nats:
+        figures["nats"] = nats
     if data.true_log_density is not None:
         figures["true_log_likelihood_nats"] = float(data.true_log_density(x).double().mean())
     return figures
+
+
+def _membership(model, train, held_out, n, batch_size, seed, options) -> dict[str, Any]:
+    """Loss-threshold membership inference (Yeom et al. 2018): can the likelihood tell N
+    training rows from N held-out rows? AUC 0.5 means no; near 1 means memorised."""
+    from genlab.core.contract import NoLikelihoodError
+    from genlab.metrics.memorization import membership_inference_auc
+
+    g = torch.Generator().manual_seed(seed + 1)
+    n = min(n, len(train), len(held_out))
+    scores = []
+    for data in (train, held_out):
+        rows = torch.randperm(len(data), generator=g)[:n]
+        subset = type(data)(
+            data.x[rows], data.spec, None if data.labels is None else data.labels[rows]
+        )
+        try:
+            figures = _likelihood(model, subset, None, batch_size, seed, options, keep_nats=True)
+        except NoLikelihoodError:
+            return {"membership_auc": None}
+        scores.append(figures["nats"])
+    attack = membership_inference_auc(scores[0], scores[1])
+    return {"membership_auc": attack["auc"], "membership_advantage": attack["advantage"]}
 
 
 def _sample_figures(

@@ -67,6 +67,8 @@ def test_image_metrics_with_redraw_intervals(vae_run):
     assert r["fid_low"] <= r["fid_high"] and r["fid_real_floor_low"] <= r["fid_real_floor_high"]
     assert r["redraws"] == 5 and r["fid_low"] > r["fid_real_floor_high"]
     assert "dcr_median_ratio" in r
+    # 30 steps cannot memorise: the likelihood barely tells train rows from held-out ones.
+    assert 0.3 < r["membership_auc"] < 0.7
 
 
 def test_unknown_and_inapplicable_metrics(vae_run):
@@ -80,3 +82,40 @@ def test_cli_eval_prints_the_table(run_cli, gmm_run):
     code, out, err = run_cli("eval", gmm_run, "--metrics", "nll,mmd", "-n", "300")
     assert code == 0, err
     assert "| mmd_rbf |" in out and "| kind | exact |" in out
+
+
+def test_binarized_data_is_compared_with_grey_level_images(tmp_path):
+    # The floor (train vs test real digits) must not mix binarized and grey-level sets.
+    out = tmp_path / "bin"
+    train_run(
+        "vae",
+        data_name="digits",
+        out=out,
+        overrides=[
+            "data.binarize=true",
+            "model.hidden=[16]",
+            "model.latent_dim=2",
+            "train.steps=5",
+            "train.batch_size=32",
+            "train.progress=false",
+            "train.num_samples=0",
+        ],
+    )
+    r = evaluate_run(out, metrics=["fid"], num_samples=300)
+    plain = tmp_path / "plain"
+    train_run(
+        "vae",
+        data_name="digits",
+        out=plain,
+        overrides=[
+            "model.hidden=[16]",
+            "model.latent_dim=2",
+            "train.steps=5",
+            "train.batch_size=32",
+            "train.progress=false",
+            "train.num_samples=0",
+        ],
+    )
+    assert r["fid_real_floor"] == pytest.approx(
+        evaluate_run(plain, metrics=["fid"], num_samples=300)["fid_real_floor"]
+    )

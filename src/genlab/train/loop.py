@@ -365,4 +365,12 @@ def _progress_bar(config: TrainConfig, start: int):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=config.steps, initial=start, unit="step", dynamic_ncols=True, leave=False)
+    # disable=None: no bar when stderr is not a terminal (CI logs, files).
+    return tqdm(
+        total=config.steps,
+        initial=start,
+        unit="step",
+        dynamic_ncols=True,
+        leave=False,
+        disable=None,
+    )
