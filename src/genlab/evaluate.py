@@ -215,9 +215,10 @@ def _membership(model, train, held_out, n, batch_size, seed, options) -> dict[st
     scores = []
     for data in (train, held_out):
         rows = torch.randperm(len(data), generator=g)[:n]
-        subset = type(data)(
-            data.x[rows], data.spec, None if data.labels is None else data.labels[rows]
-        )
+        # A dynamically binarized train split stores grey levels: score one fixed binarization,
+        # as the held-out split is, or the attack would tell the two apart by format alone.
+        x = data.batch(rows, generator=g).x
+        subset = type(data)(x, data.spec, None if data.labels is None else data.labels[rows])
         try:
             figures = _likelihood(model, subset, None, batch_size, seed, options, keep_nats=True)
         except NoLikelihoodError:
