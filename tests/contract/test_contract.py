@@ -125,7 +125,10 @@ def test_exact_likelihood_normalizes(case):
     assert math.isclose(float(density.sum() * cell), 1.0, abs_tol=1e-2)
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c[0] != "gmm"][:2], ids=case_id)
+NEURAL = [c for c in CASES if issubclass(list_models()[c[0]].cls, NeuralModel)]
+
+
+@pytest.mark.parametrize("case", NEURAL[:2], ids=case_id)
 def test_fit_through_the_one_loop(case, tmp_path):
     model, data = _build(case)
     cfg = genlab.TrainConfig(steps=4, batch_size=16, progress=False, checkpoint_every=2)

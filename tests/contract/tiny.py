@@ -9,6 +9,8 @@ TINY: dict[str, list[tuple[dict, str, dict]]] = {
         ({"n_components": 3}, "moons", {"num_samples": 300}),
         ({"n_components": 2, "covariance_type": "diag"}, "8gaussians", {"num_samples": 300}),
     ],
+    "hmm": [({"n_states": 2, "n_iter": 5}, "statsmodels", {"dataset": "nile", "window": 8})],
+    "bayesnet": [({"structure": "chow_liu", "num_bins": 5}, "adult", {"test_fraction": 0.9})],
     "vae": [
         ({"hidden": (16,), "latent_dim": 2, "dropout": 0.1}, "moons", {"num_samples": 300}),
         ({"hidden": (32,), "latent_dim": 3, "conditional": True}, "digits", {}),
