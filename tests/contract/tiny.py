@@ -9,6 +9,27 @@ TINY: dict[str, list[tuple[dict, str, dict]]] = {
         ({"n_components": 3}, "moons", {"num_samples": 300}),
         ({"n_components": 2, "covariance_type": "diag"}, "8gaussians", {"num_samples": 300}),
     ],
+    "copula": [
+        ({}, "moons", {"num_samples": 300}),
+        (
+            {"marginals": "parametric", "parametric_family": "gaussian"},
+            "8gaussians",
+            {"num_samples": 300},
+        ),
+        ({}, "adult", {}),
+    ],
+    "kde": [
+        ({"kernel": "epanechnikov"}, "moons", {"num_samples": 300}),
+        (
+            {"kernel": "cosine", "select_bandwidth": True, "num_bandwidths": 5},
+            "8gaussians",
+            {"num_samples": 300},
+        ),
+    ],
+    "factor_analysis": [
+        ({"n_components": 1}, "moons", {"num_samples": 300}),
+        ({"n_components": 1, "method": "ppca"}, "8gaussians", {"num_samples": 300}),
+    ],
     "hmm": [({"n_states": 2, "n_iter": 5}, "statsmodels", {"dataset": "nile", "window": 8})],
     "bayesnet": [({"structure": "chow_liu", "num_bins": 5}, "adult", {"test_fraction": 0.9})],
     "vae": [

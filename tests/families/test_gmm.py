@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
-from scipy.stats import multivariate_normal
+from scipy.stats import multivariate_normal, norm
 
 import genlab
 from genlab.core.contract import DataSpec
@@ -84,6 +84,7 @@ def test_each_covariance_type_fits_and_samples(points, covariance_type):
     ll = model.log_likelihood(x)
     assert ll.kind == "exact" and ll.nats.shape == (17,) and ll.nats.dtype == torch.float64
     assert model.sample(0).shape == (0, 2)
+    assert model.log_likelihood(torch.zeros(0, 2)).nats.shape == (0,)
 
 
 def test_bic_selects_three_components(points):
@@ -262,3 +263,116 @@ def test_invalid_config_is_rejected():
         genlab.create("gmm", components=3)
     with pytest.raises(ConfigError, match="reg_covar"):
         GMMConfig(reg_covar=-1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Conditional sampling and AIC
+
+
+def conditional_closed_form(model: GMM, x0: float):
+    """p(x_1 | x_0) of a 2-D mixture, from scalar Gaussian formulas (independent of gmm.py)."""
+    w, mu, covs = model.mixture_.weights_, model.mixture_.means_, full_covariances(model)
+    s00, s01, s11 = covs[:, 0, 0], covs[:, 0, 1], covs[:, 1, 1]
+    log_w = np.log(w) - 0.5 * np.log(2 * np.pi * s00) - 0.5 * (x0 - mu[:, 0]) ** 2 / s00
+    weights = np.exp(log_w - logsumexp(log_w))
+    means = mu[:, 1] + s01 / s00 * (x0 - mu[:, 0])
+    variances = s11 - s01**2 / s00
+    return weights, means, variances
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_conditional_matches_closed_form(points, covariance_type):
+    model = fit_gmm(points, n_components=3, covariance_type=covariance_type)
+    weights, means, variances = conditional_closed_form(model, 1.5)
+    mix = model.conditional({0: 1.5})
+    assert mix.given_dims.tolist() == [0] and mix.rest_dims.tolist() == [1]
+    np.testing.assert_allclose(mix.weights.numpy(), weights, rtol=1e-9, atol=1e-300)
+    np.testing.assert_allclose(mix.means.numpy()[:, 0], means, rtol=1e-10)
+    np.testing.assert_allclose(mix.covariances.numpy()[:, 0, 0], variances, rtol=1e-10)
+
+    # Bayes: log p(x_1 | x_0) = log p(x_0, x_1) - log p(x_0) at a few x_1.
+    x1 = np.array([-1.0, 0.5, 3.0, 4.2])
+    log_cond = logsumexp(
+        np.log(weights)[None]
+        - 0.5 * np.log(2 * np.pi * variances)[None]
+        - 0.5 * (x1[:, None] - means[None]) ** 2 / variances[None],
+        axis=1,
+    )
+    covs, mu, w = full_covariances(model), model.mixture_.means_, model.mixture_.weights_
+    log_p0 = logsumexp(np.log(w) + norm.logpdf(1.5, mu[:, 0], np.sqrt(covs[:, 0, 0])))
+    joint = model.log_likelihood(torch.tensor([[1.5, v] for v in x1], dtype=torch.float64))
+    np.testing.assert_allclose(joint.nats.numpy() - log_p0, log_cond, rtol=1e-9)
+
+
+@pytest.mark.parametrize("x0", [1.5, -4.0])
+def test_conditional_samples_match_closed_form(points, x0):
+    model = fit_gmm(points, n_components=3)
+    weights, means, variances = conditional_closed_form(model, x0)
+    mean = weights @ means
+    variance = weights @ (variances + means**2) - mean**2
+    x = model.sample(40000, generator=torch.Generator().manual_seed(0), given={0: x0})
+    assert x.shape == (40000, 2) and x.dtype == torch.float32
+    assert (x[:, 0] == torch.tensor(x0, dtype=torch.float32)).all()
+    rest = x[:, 1].double().numpy()
+    standard_error = np.sqrt(variance / len(rest))
+    assert abs(rest.mean() - mean) < 5 * standard_error
+    assert abs(rest.var() - variance) < 0.05 * variance
+
+
+def test_conditional_in_three_dimensions():
+    rng = np.random.default_rng(5)
+    cov = np.array([[1.0, 0.8, 0.3], [0.8, 1.5, -0.4], [0.3, -0.4, 0.7]])
+    x = rng.multivariate_normal([0.0, 1.0, -1.0], cov, size=4000)
+    model = fit_gmm(torch.from_numpy(x), n_components=1)
+    fitted_mean, fitted = model.mixture_.means_[0], full_covariances(model)[0]
+    mix = model.conditional({2: 0.5, 0: -1.0})
+    assert mix.given_dims.tolist() == [0, 2] and mix.rest_dims.tolist() == [1]
+    g, r = [0, 2], [1]
+    gain = fitted[np.ix_(r, g)] @ np.linalg.inv(fitted[np.ix_(g, g)])
+    expected_mean = fitted_mean[r] + gain @ (np.array([-1.0, 0.5]) - fitted_mean[g])
+    expected_cov = fitted[np.ix_(r, r)] - gain @ fitted[np.ix_(g, r)]
+    np.testing.assert_allclose(mix.means.numpy()[0], expected_mean, rtol=1e-10)
+    np.testing.assert_allclose(mix.covariances.numpy()[0], expected_cov, rtol=1e-10)
+    samples = model.sample(5, generator=torch.Generator().manual_seed(1), given={0: -1.0, 2: 0.5})
+    assert torch.equal(samples[:, 0], torch.full((5,), -1.0)) and (samples[:, 2] == 0.5).all()
+    every = model.sample(3, given={0: 1.0, 1: 2.0, 2: 3.0})
+    assert torch.equal(every, torch.tensor([[1.0, 2.0, 3.0]] * 3))
+
+
+def test_conditional_sampling_is_seeded_and_keeps_shape():
+    x = torch.from_numpy(mixture_points(400, seed=3)).float().reshape(400, 1, 1, 2)
+    model = fit_gmm(Dataset(x=x, spec=DataSpec(modality="image", shape=(1, 1, 2))), n_components=3)
+    a = model.sample(6, generator=torch.Generator().manual_seed(2), given={1: 4.0})
+    b = model.sample(6, generator=torch.Generator().manual_seed(2), given={1: 4.0})
+    assert a.shape == (6, 1, 1, 2) and torch.equal(a, b)
+    plain = model.sample(6, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(model.sample(6, generator=torch.Generator().manual_seed(2), given={}), plain)
+    assert model.sample(0, given={0: 1.0}).shape == (0, 1, 1, 2)
+
+
+def test_conditional_errors(points):
+    model = fit_gmm(points, n_components=3)
+    with pytest.raises(ConfigError, match="dimensions 0 to 1"):
+        model.sample(3, given={2: 1.0})
+    with pytest.raises(ConfigError, match="dimension indices"):
+        model.sample(3, given={"x": 1.0})
+    with pytest.raises(ConfigError, match="must be a number"):
+        model.sample(3, given={0: "high"})
+    with pytest.raises(ConfigError, match="finite"):
+        model.conditional({0: float("nan")})
+    with pytest.raises(ConfigError, match="non-empty mapping"):
+        model.conditional({})
+    with pytest.raises(ConfigError, match="unconditional"):
+        model.sample(3, given={0: 1.0}, cond={"label": torch.zeros(3, dtype=torch.int64)})
+    with pytest.raises(GenlabError, match="fit the model first"):
+        GMM(GMMConfig(n_components=2)).conditional({0: 1.0})
+
+
+def test_aic_selection(points):
+    model = fit_gmm(points, select_components="aic", max_components=5)
+    assert sorted(model.selection_scores_) == [1, 2, 3, 4, 5]
+    assert model.n_components_ == min(model.selection_scores_, key=model.selection_scores_.get)
+    assert model.n_components_ == 3
+    x = points.x.double().numpy()
+    refit = GMM(GMMConfig(n_components=3)).fit(points).mixture_
+    assert model.selection_scores_[3] == pytest.approx(refit.aic(x), rel=1e-9)

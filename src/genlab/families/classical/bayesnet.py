@@ -236,11 +236,8 @@ class BayesNet(ClassicalModel):
         cfg = self.config
         if len(variables) == 1:
             return []
-        state_names = {v["name"]: list(range(len(v["labels"]))) for v in variables}
         if cfg.structure == "chow_liu":
-            with warnings.catch_warnings():
-                # pgmpy 1.x warns, on import, that its old structure-score module moves.
-                warnings.simplefilter("ignore", FutureWarning)
+            with _pgmpy_quiet():
                 from pgmpy.estimators import TreeSearch
             # One process: joblib workers cost seconds to start and the pairs take milliseconds.
             dag = TreeSearch(codes, n_jobs=1).estimate(
@@ -250,6 +247,7 @@ class BayesNet(ClassicalModel):
             from pgmpy.causal_discovery import HillClimbSearch
             from pgmpy.structure_score import BIC, BDeu
 
+            state_names = {v["name"]: list(range(len(v["labels"]))) for v in variables}
             if cfg.score == "bic":
                 score = BIC(codes, state_names=state_names)
             else:
@@ -403,12 +401,13 @@ class BayesNet(ClassicalModel):
         generator: torch.Generator | None,
     ) -> pd.DataFrame:
         """(N, V) integer states from pgmpy, seeded with one draw of `generator`."""
-        from pgmpy.sampling import BayesianModelSampling
+        with _pgmpy_quiet():
+            from pgmpy.sampling import BayesianModelSampling
 
         seed = int(torch.randint(0, 2**32 - 1, (1,), generator=generator))
         sampler = BayesianModelSampling(self.network_)
         if not states:
-            with _numpy_global_state_kept():
+            with _pgmpy_quiet(), _numpy_global_state_kept():
                 return sampler.forward_sample(num_samples, seed=seed, show_progress=False)
         probability = self._probability(states)
         if probability == 0.0:
@@ -426,11 +425,11 @@ class BayesNet(ClassicalModel):
                     f"{expected:,.0f} forward draws for {num_samples:,} rows: pass "
                     "evidence_method='likelihood_weighting', or ask for fewer rows"
                 )
-            with _numpy_global_state_kept():
+            with _pgmpy_quiet(), _numpy_global_state_kept():
                 return sampler.rejection_sample(
                     evidence=evidence, size=num_samples, seed=seed, show_progress=False
                 ).reset_index(drop=True)
-        with _numpy_global_state_kept():
+        with _pgmpy_quiet(), _numpy_global_state_kept():
             weighted = sampler.likelihood_weighted_sample(
                 evidence=evidence,
                 size=WEIGHTED_DRAWS_PER_SAMPLE * num_samples,
@@ -537,7 +536,8 @@ class BayesNet(ClassicalModel):
             boolean columns, "<missing>" for missing cells) or, for numeric columns, bin labels
             such as "[17, 21]" (integers a..b) or "[0.5, 1.25)" (reals).
         """
-        from pgmpy.inference import VariableElimination
+        with _pgmpy_quiet():
+            from pgmpy.inference import VariableElimination
 
         network = self._fitted()
         names = [variables] if isinstance(variables, str) else list(variables)
@@ -577,7 +577,8 @@ class BayesNet(ClassicalModel):
 
     def _probability(self, states: dict[str, int]) -> float:
         """P(evidence states) by variable elimination."""
-        from pgmpy.inference import VariableElimination
+        with _pgmpy_quiet():
+            from pgmpy.inference import VariableElimination
 
         names = list(states)
         factor = VariableElimination(self.network_).query(names, joint=True, show_progress=False)
@@ -1157,6 +1158,17 @@ def _build_network(
         )
     network.add_cpds(*tables)
     return network
+
+
+@contextlib.contextmanager
+def _pgmpy_quiet() -> Iterator[None]:
+    """Hide pgmpy's warnings about itself, which are not the user's to act on: pgmpy 1.x warns
+    on importing its estimators package (its sampling and inference packages do) that an old
+    module moves, and its samplers call pandas in ways pandas 3 deprecates."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
 
 
 @contextlib.contextmanager

@@ -59,6 +59,7 @@ is "estimate".
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -405,16 +406,19 @@ def _fit_family(family: str, x: np.ndarray) -> ParametricMarginal | None:
             except (RuntimeError, ValueError):  # scipy's FitError: no convergence
                 return None
         else:  # truncnorm on [low, high], MLE of its location and log scale
+            # Near-uniform data push the scale to infinity; 10 ranges is already flat, and
+            # keeps scipy's truncnorm away from the degenerate a = b = 0.
+            log_scales = (np.log(1e-6 * (high - low)), np.log(10 * (high - low)))
 
             def nll(theta: np.ndarray) -> float:
-                loc, scale = theta[0], np.exp(theta[1])
+                loc, scale = theta[0], np.exp(np.clip(theta[1], *log_scales))
                 a, b = (low - loc) / scale, (high - loc) / scale
                 value = -stats.truncnorm.logpdf(x, a, b, loc=loc, scale=scale).sum()
                 return float(value) if np.isfinite(value) else 1e300
 
             start = np.array([x.mean(), np.log(x.std())])
             loc, log_scale = optimize.minimize(nll, start, method="Nelder-Mead").x
-            scale = np.exp(log_scale)
+            scale = np.exp(np.clip(log_scale, *log_scales))
             params = [(low - loc) / scale, (high - loc) / scale, loc, scale]
     return ParametricMarginal(family=family, params=np.asarray(params, dtype=np.float64))
 
@@ -852,12 +856,12 @@ class GaussianCopula(ClassicalModel):
         if isinstance(x, pd.DataFrame):
             raise DataError("copula.log_likelihood takes a DataFrame only for tables")
         flat = _as_float64(x)
-        if flat.ndim == 0 or flat.reshape(len(flat), -1).shape[1] != self.spec.num_dims:
+        if flat.ndim == 0 or math.prod(flat.shape[1:]) != self.spec.num_dims:
             raise DataError(
                 f"copula.log_likelihood: x has shape {tuple(flat.shape)}, expected (B, "
                 f"{', '.join(map(str, self.spec.shape))}) or (B, {self.spec.num_dims})"
             )
-        flat = flat.reshape(len(flat), -1)
+        flat = flat.reshape(len(flat), self.spec.num_dims)
         _check_finite(flat, "x")
         return list(flat.T)
 

@@ -5,10 +5,17 @@ The density is p(x) = sum_k w_k N(x; mu_k, Sigma_k). Fitting is scikit-learn's
 components can be chosen by BIC (Schwarz 1978) or AIC (Akaike 1974). Sampling is done here in
 torch, so a `torch.Generator` alone decides the draw (scikit-learn's `sample` uses global numpy
 state and returns `(X, labels)`).
+
+Conditioning on some dimensions, p(x_r | x_g = v), is again a Gaussian mixture (Bishop 2006,
+"Pattern Recognition and Machine Learning", 2.3.1 and 9.2): each component's weight becomes
+w_k N(v; mu_kg, S_kgg) / sum_j w_j N(v; mu_jg, S_jgg), its mean mu_kr + S_krg S_kgg^-1 (v - mu_kg)
+and its covariance the Schur complement S_krr - S_krg S_kgg^-1 S_kgr. `conditional` returns it and
+`sample(..., given={dim: value})` draws full rows from it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -82,6 +89,27 @@ class GMMConfig:
                     f"model gmm.{name}: {getattr(self, name)!r} is not one of "
                     f"{', '.join(map(repr, allowed))}"
                 )
+
+
+@dataclass(frozen=True)
+class ConditionalMixture:
+    """The Gaussian mixture p(x_rest | x_given = values), in float64.
+
+    Args:
+        given_dims: (G,) int64 the conditioned dimensions (of the flattened sample), ascending.
+        given_values: (G,) their values.
+        rest_dims: (R,) int64 the other dimensions, ascending.
+        weights: (K,) posterior component weights given the values.
+        means: (K, R) conditional means.
+        covariances: (K, R, R) conditional covariances (Schur complements).
+    """
+
+    given_dims: Tensor
+    given_values: Tensor
+    rest_dims: Tensor
+    weights: Tensor
+    means: Tensor
+    covariances: Tensor
 
 
 @register("gmm", GMMConfig, "Gaussian mixture (scikit-learn EM), exact likelihood")
@@ -212,6 +240,7 @@ class GMM(ClassicalModel):
         *,
         generator: torch.Generator | None = None,
         cond: dict[str, Tensor] | None = None,
+        given: dict[int, float] | None = None,
         **options: Any,
     ) -> Tensor:
         """Draw samples: a component k ~ Categorical(w), then x = mu_k + L_k z, z ~ N(0, I).
@@ -222,7 +251,10 @@ class GMM(ClassicalModel):
         Args:
             num_samples: N, the number of samples.
             generator: the torch generator (CPU) for the component and noise draws.
-            cond: must be None (gmm is unconditional).
+            cond: must be None (gmm is not class-conditional).
+            given: {dimension: value} to condition on, dimensions indexing the flattened sample
+                (0 .. D-1): the rows hold these values and the other dimensions are drawn from
+                p(x_rest | x_given) (see `conditional`). None or {} draws from p(x).
             options: none are accepted; any raise `ConfigError`.
 
         Returns:
@@ -234,6 +266,8 @@ class GMM(ClassicalModel):
             raise ConfigError(
                 f"gmm.sample: num_samples must be an integer of 0 or more, got {num_samples!r}"
             )
+        if given:
+            return self._sample_given(num_samples, given, generator)
         weights = torch.from_numpy(mixture.weights_)  # (K,)
         means = torch.from_numpy(mixture.means_)  # (K, D)
         cov = torch.from_numpy(mixture.covariances_)
@@ -257,6 +291,97 @@ class GMM(ClassicalModel):
         x = means[k] + noise  # (N, D)
         return x.to(torch.float32).reshape(num_samples, *self.spec.shape)
 
+    def conditional(self, given: dict[int, float]) -> ConditionalMixture:
+        """The mixture p(x_rest | x_given = values) in closed form (Bishop 2006, 2.3.1).
+
+        Args:
+            given: {dimension: value}, dimensions indexing the flattened sample (0 .. D-1).
+
+        Returns:
+            `ConditionalMixture`: weights w_k N(v; mu_kg, S_kgg) normalized, means
+            mu_kr + S_krg S_kgg^-1 (v - mu_kg), covariances S_krr - S_krg S_kgg^-1 S_kgr.
+        """
+        mixture = self._fitted()
+        dims, values = self._check_given(given)
+        covs = self._full_covariances()  # (K, D, D)
+        rest = np.setdiff1d(np.arange(covs.shape[1]), dims)
+        mu_g, mu_r = mixture.means_[:, dims], mixture.means_[:, rest]  # (K, G), (K, R)
+        s_gg = covs[:, dims][:, :, dims]  # (K, G, G)
+        s_gr = covs[:, dims][:, :, rest]  # (K, G, R)
+        s_rr = covs[:, rest][:, :, rest]  # (K, R, R)
+        chol = np.linalg.cholesky(s_gg)  # (K, G, G)
+        diff = values[None, :] - mu_g  # (K, G)
+        white = np.linalg.solve(chol, diff[:, :, None])[:, :, 0]  # (K, G): L^-1 (v - mu)
+        log_det = 2 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)  # (K,)
+        log_marginal = -0.5 * (len(dims) * np.log(2 * np.pi) + log_det + (white**2).sum(axis=1))
+        log_w = np.log(mixture.weights_) + log_marginal  # (K,)
+        weights = np.exp(log_w - log_w.max())
+        gain = np.linalg.solve(s_gg, s_gr).transpose(0, 2, 1)  # (K, R, G): S_rg S_gg^-1
+        means = mu_r + (gain @ diff[:, :, None])[:, :, 0]  # (K, R)
+        cond_covs = s_rr - gain @ s_gr  # (K, R, R)
+        cond_covs = (cond_covs + cond_covs.transpose(0, 2, 1)) / 2
+        return ConditionalMixture(
+            given_dims=torch.from_numpy(dims),
+            given_values=torch.from_numpy(values),
+            rest_dims=torch.from_numpy(rest),
+            weights=torch.from_numpy(weights / weights.sum()),
+            means=torch.from_numpy(means),
+            covariances=torch.from_numpy(cond_covs),
+        )
+
+    def _sample_given(
+        self, num_samples: int, given: dict[int, float], generator: torch.Generator | None
+    ) -> Tensor:
+        """Full rows with the given dimensions fixed and the rest from p(x_rest | x_given)."""
+        mix = self.conditional(given)
+        num_dims, num_rest = self.spec.num_dims, len(mix.rest_dims)
+        x = torch.empty(num_samples, num_dims, dtype=torch.float64)  # (N, D)
+        x[:, mix.given_dims] = mix.given_values
+        if num_rest and num_samples:
+            k = torch.multinomial(mix.weights, num_samples, replacement=True, generator=generator)
+            z = torch.randn(num_samples, num_rest, generator=generator, dtype=torch.float64)
+            chol = torch.linalg.cholesky(mix.covariances)  # (K, R, R)
+            rest = mix.means[k] + (chol[k] @ z.unsqueeze(-1)).squeeze(-1)  # (N, R)
+            x[:, mix.rest_dims] = rest
+        return x.to(torch.float32).reshape(num_samples, *self.spec.shape)
+
+    def _check_given(self, given: dict[int, float]) -> tuple[np.ndarray, np.ndarray]:
+        """(dims (G,) int64 ascending, values (G,) float64) of a valid `given` mapping."""
+        num_dims = self.spec.num_dims
+        if not isinstance(given, dict) or not given:
+            raise ConfigError(
+                f"gmm: given must be a non-empty mapping {{dimension: value}}, got {given!r}"
+            )
+        for dim, value in given.items():
+            if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+                raise ConfigError(f"gmm: given's keys are dimension indices, got {dim!r}")
+            if not 0 <= dim < num_dims:
+                raise ConfigError(
+                    f"gmm: given names dimension {dim}, but samples have dimensions 0 to "
+                    f"{num_dims - 1} (indices of the flattened sample)"
+                )
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise ConfigError(f"gmm: given[{dim}] must be a number, got {value!r}")
+            if not np.isfinite(value):
+                raise ConfigError(f"gmm: given[{dim}] must be finite, got {value!r}")
+        dims = np.array(sorted(int(d) for d in given), dtype=np.int64)
+        values = np.array([float(given[int(d)]) for d in dims], dtype=np.float64)
+        return dims, values
+
+    def _full_covariances(self) -> np.ndarray:
+        """Every component's covariance as a (K, D, D) matrix, whatever the covariance type."""
+        mixture = self._fitted()
+        k, d = mixture.means_.shape
+        cov = mixture.covariances_
+        kind = self.config.covariance_type
+        if kind == "full":
+            return cov
+        if kind == "tied":
+            return np.broadcast_to(cov, (k, d, d)).copy()
+        if kind == "diag":
+            return cov[:, :, None] * np.eye(d)[None]
+        return cov[:, None, None] * np.eye(d)[None]
+
     def log_likelihood(
         self, x: Tensor | np.ndarray, *, cond: dict[str, Tensor] | None = None, **options: Any
     ) -> LogLikelihood:
@@ -273,12 +398,12 @@ class GMM(ClassicalModel):
         _reject_options("log_likelihood", options, cond)
         mixture = self._fitted()
         x_np = _as_float64(x)
-        if x_np.ndim == 0 or x_np.reshape(x_np.shape[0], -1).shape[1] != self.spec.num_dims:
+        if x_np.ndim == 0 or math.prod(x_np.shape[1:]) != self.spec.num_dims:
             raise DataError(
                 f"gmm.log_likelihood: x has shape {tuple(x_np.shape)}, expected (B, "
                 f"{', '.join(map(str, self.spec.shape))}) or (B, {self.spec.num_dims})"
             )
-        x_np = x_np.reshape(x_np.shape[0], -1)  # (B, D)
+        x_np = x_np.reshape(x_np.shape[0], self.spec.num_dims)  # (B, D)
         bad = int((~np.isfinite(x_np)).sum())
         if bad:
             raise DataError(f"x has {bad} non-finite values: drop or impute them first")
@@ -399,7 +524,10 @@ def _as_float64(x: Tensor | np.ndarray) -> np.ndarray:
 
 def _reject_options(method: str, options: dict[str, Any], cond: dict[str, Tensor] | None) -> None:
     if cond is not None:
-        raise ConfigError(f"gmm.{method}: gmm is unconditional; call it without cond")
+        raise ConfigError(
+            f"gmm.{method}: gmm is unconditional (it takes no cond); to fix some dimensions, "
+            "sample with given={dimension: value}"
+        )
     if options:
         raise ConfigError(
             f"gmm.{method}: unknown option{'s' if len(options) > 1 else ''} "

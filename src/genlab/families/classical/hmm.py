@@ -11,10 +11,11 @@ parameters, so a `torch.Generator` alone decides the draw (hmmlearn's `sample` u
 
 Data: a genlab Dataset of modality "sequence" (float32 (B, T, C) windows; each window is one
 sequence) or "text" (int64 (B, T) token blocks; each block is one sequence, so likelihoods are
-per block like the data's rows; to fit one long stream, pass `[data.info["tokens"]]`), a batch
-tensor or array ((B, T, C) or (B, T)), or a list of sequences of varying lengths ((T_i, C) or
-(T_i,) arrays). Categorical emissions need integer symbols; Gaussian and GMM emissions take
-real values.
+per block like the data's rows; to fit one long stream, pass `[data.info["tokens"]]` to a model
+created with spec=data.spec, which keeps the block length and vocabulary), a batch tensor or
+array ((B, T, C) or (B, T)), or a list of sequences of varying lengths ((T_i, C) or (T_i,)
+arrays). Categorical emissions need integer symbols; Gaussian and GMM emissions take real
+values.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 Emission = Literal["gaussian", "gmm", "categorical"]
 CovarianceType = Literal["full", "diag", "spherical", "tied"]
 Selection = Literal["none", "bic", "aic"]
-InitTransitions = Literal["uniform", "random"]
+InitTransitions = Literal["uniform", "sticky", "random"]
 SequenceData = Dataset | Tensor | np.ndarray | Sequence[Tensor | np.ndarray]
 HiddenMarkovModel = GaussianHMM | GMMHMM | CategoricalHMM
 
@@ -66,8 +67,10 @@ class HMMConfig:
             the highest training log-likelihood is kept.
         init_transitions: how EM starts pi and A: "uniform" (every start and transition equally
             likely; the emissions, initialised by k-means for Gaussians and at random for
-            symbols, break the symmetry) or "random" (hmmlearn's default, Dirichlet(1/K)
-            draws, which are nearly one-hot and can trap EM in a poor optimum).
+            symbols, break the symmetry), "sticky" (pi uniform, A = I / 2 + 1 / (2K): states
+            tend to persist, which suits regime-like series) or "random" (hmmlearn's default,
+            Dirichlet(1/K) draws, nearly one-hot, which can trap EM in a poor optimum).
+            Categorical HMMs have many local optima whatever the start: use n_init > 1.
         min_covar: added to the covariance diagonal of the initial Gaussians (hmmlearn).
         emission_pseudocount: for categorical emissions, added to every state's expected
             symbol counts (a Dirichlet prior), so symbols unseen in training keep a nonzero
@@ -243,12 +246,14 @@ class HMM(ClassicalModel):
             model = CategoricalHMM(
                 n_features=n_features, emissionprob_prior=1.0 + cfg.emission_pseudocount, **common
             )
-        if cfg.init_transitions == "uniform":
+        if cfg.init_transitions != "random":
             # hmmlearn initialises only the parameters named in init_params ('s' start, 't'
             # transitions); the ones set here are kept as EM's starting point.
             model.init_params = model.init_params.replace("s", "").replace("t", "")
             model.startprob_ = np.full(k, 1.0 / k)
-            model.transmat_ = np.full((k, k), 1.0 / k)
+            uniform = np.full((k, k), 1.0 / k)
+            sticky = cfg.init_transitions == "sticky"
+            model.transmat_ = 0.5 * np.eye(k) + 0.5 * uniform if sticky else uniform
         return model
 
     def _fit_data(self, data: SequenceData) -> tuple[list[np.ndarray], DataSpec]:
@@ -405,37 +410,26 @@ class HMM(ClassicalModel):
             raise ConfigError(f"hmm.sample: length must be an integer of 1 or more, got {length!r}")
         n, emission = num_samples, self.config.emission
         u_state = torch.rand(n, length, generator=generator, dtype=torch.float64)  # (N, T)
-        if emission == "categorical":
-            u_emit = torch.rand(n, length, generator=generator, dtype=torch.float64)
-        else:
-            if emission == "gmm":
-                u_mix = torch.rand(n, length, generator=generator, dtype=torch.float64)
-            z = torch.randn(
-                n, length, self.n_features_, generator=generator, dtype=torch.float64
-            )  # (N, T, C)
+        # u_emit picks the symbol (categorical) or the mixture component (gmm)
+        u_emit = torch.rand(n, length, generator=generator, dtype=torch.float64)  # (N, T)
+        if emission != "categorical":
+            z = torch.randn(n, length, self.n_features_, generator=generator, dtype=torch.float64)
 
         states = _markov_chain(model.startprob_, model.transmat_, u_state)  # (N, T)
-
         if emission == "categorical":
             emit_cdf = torch.from_numpy(model.emissionprob_).cumsum(-1)  # (K, V)
-            tokens = torch.empty(n, length, dtype=torch.int64)
-            for k in range(self.n_states_):
-                mask = states == k
-                tokens[mask] = _inverse_cdf(emit_cdf[k], u_emit[mask])
-            return tokens
+            return _inverse_cdf_per_state(emit_cdf, states, u_emit)  # (N, T) int64
 
-        x = torch.empty(n, length, self.n_features_, dtype=torch.float64)  # (N, T, C)
         means = torch.from_numpy(np.asarray(model.means_))  # (K, C) or (K, M, C)
         chol = torch.linalg.cholesky(torch.from_numpy(_full_covariances(model)))
-        for k in range(self.n_states_):
-            mask = states == k
-            if emission == "gaussian":
-                x[mask] = means[k] + z[mask] @ chol[k].T
-                continue
-            weight_cdf = torch.from_numpy(model.weights_[k]).cumsum(-1)  # (M,)
-            mix = _inverse_cdf(weight_cdf, u_mix[mask])  # (n_k,)
-            noise = (chol[k][mix] @ z[mask].unsqueeze(-1)).squeeze(-1)  # (n_k, C)
-            x[mask] = means[k][mix] + noise
+        if emission == "gaussian":
+            return _gaussian_draws(means, chol, states, z).to(torch.float32)
+        weight_cdf = torch.from_numpy(model.weights_).cumsum(-1)  # (K, M)
+        mix = _inverse_cdf_per_state(weight_cdf, states, u_emit)  # (N, T)
+        m = weight_cdf.shape[1]
+        component = states * m + mix  # index into the K * M Gaussians
+        c = self.n_features_
+        x = _gaussian_draws(means.reshape(-1, c), chol.reshape(-1, c, c), component, z)
         return x.to(torch.float32)
 
     def log_likelihood(
@@ -478,6 +472,9 @@ class HMM(ClassicalModel):
             int64 tensors for a list.
         """
         model = self._fitted()
+        if isinstance(x, (Tensor, np.ndarray)) and x.ndim >= 2 and x.shape[0] == 0:
+            empty = torch.empty(0, dtype=torch.float64)
+            return empty, torch.empty(0, x.shape[1], dtype=torch.int64)
         seqs = self._score_sequences(x)
         decoded = [model.decode(s, algorithm="viterbi") for s in seqs]
         log_prob = torch.tensor([lp for lp, _ in decoded], dtype=torch.float64)  # (B,)
@@ -641,9 +638,28 @@ def _markov_chain(startprob: np.ndarray, transmat: np.ndarray, u: Tensor) -> Ten
 
 
 def _inverse_cdf(cdf: Tensor, u: Tensor) -> Tensor:
-    """The index i with cdf[i - 1] <= u < cdf[i]: cdf (..., K) broadcast against u (...)."""
-    index = (u.unsqueeze(-1) >= cdf).sum(-1)  # how many cumulative probabilities u passed
+    """Inverse-CDF draws i with cdf[i - 1] <= u < cdf[i]; cdf (K,) and any u, or (N, K), u (N,)."""
+    if cdf.ndim == 1:
+        index = torch.searchsorted(cdf, u.contiguous(), right=True)
+    else:  # few states per row: counting is faster than torch's batched searchsorted
+        index = (u.unsqueeze(-1) >= cdf).sum(-1)
     return index.clamp_(max=cdf.shape[-1] - 1)  # rounding can leave cdf[-1] a hair below 1
+
+
+def _inverse_cdf_per_state(cdf: Tensor, states: Tensor, u: Tensor) -> Tensor:
+    """Draws from row states[n, t] of cdf (K, V) at uniforms u (N, T): int64 (N, T)."""
+    out = torch.zeros_like(states)
+    for k in range(cdf.shape[0]):
+        out = torch.where(states == k, _inverse_cdf(cdf[k], u), out)
+    return out
+
+
+def _gaussian_draws(means: Tensor, chol: Tensor, index: Tensor, z: Tensor) -> Tensor:
+    """x = mu_j + L_j z at each step, j = index (N, T); means (J, C), chol (J, C, C), z (N, T, C)."""
+    noise = torch.zeros_like(z)
+    for j in range(means.shape[0]):
+        noise = torch.where((index == j).unsqueeze(-1), z @ chol[j].T, noise)
+    return means[index] + noise
 
 
 def _full_covariances(model: GaussianHMM | GMMHMM) -> np.ndarray:
@@ -687,7 +703,8 @@ def _finish_fit(model: HiddenMarkovModel) -> bool:
         model._covars_ = np.asarray(model._covars_).reshape(model.n_components, -1)[:, 0].copy()
     params = [model.startprob_, model.transmat_] + [getattr(model, name) for name in names]
     if not isinstance(model, CategoricalHMM):
-        params += [np.asarray(model.means_), np.asarray(model.covars_)]
+        covars = model._covars_ if isinstance(model, GaussianHMM) else model.covars_
+        params += [np.asarray(model.means_), np.asarray(covars)]
     return all(np.isfinite(p).all() for p in params)
 
 
