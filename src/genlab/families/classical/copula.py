@@ -75,6 +75,7 @@ from genlab.core.errors import CheckpointError, ConfigError, DataError, GenlabEr
 from genlab.core.registry import register
 from genlab.data.dataset import Dataset
 from genlab.data.tables import TableCodec, codec_from_spec
+from genlab.families.classical.inputs import as_float64, reject_options
 
 if TYPE_CHECKING:
     from genlab.train.config import TrainConfig
@@ -660,7 +661,7 @@ class GaussianCopula(ClassicalModel):
                     f"{tuple(np.shape(x))}: wrap other shapes in a genlab Dataset"
                 )
             spec = None
-        x = _as_float64(x)
+        x = as_float64(x)
         if self.spec is not None and self.spec.num_dims != x.shape[1]:
             raise DataError(
                 f"this copula is for samples of shape {self.spec.shape}, but the data has "
@@ -696,7 +697,7 @@ class GaussianCopula(ClassicalModel):
             float32 (N, *spec.shape): points as they are, table rows encoded by the table's
             codec (integers rounded and clipped to their range, categories one-hot).
         """
-        _reject_options("sample", options, cond)
+        reject_options("copula", "sample", options, cond)
         self._fitted()
         values = self._sample_values(num_samples, generator)
         if self.spec.modality != "tabular":
@@ -792,7 +793,7 @@ class GaussianCopula(ClassicalModel):
             LogLikelihood, nats float64 (B,): kind "exact" without categorical columns (a
             normalized density), "estimate" with them (see the module docstring).
         """
-        _reject_options("log_likelihood", options, cond)
+        reject_options("copula", "log_likelihood", options, cond)
         self._fitted()
         values = self._score_values(x)
         num_rows = len(values[0]) if values else 0
@@ -844,7 +845,7 @@ class GaussianCopula(ClassicalModel):
             if isinstance(x, pd.DataFrame):
                 frame = x
             else:
-                flat = _as_float64(x)
+                flat = as_float64(x)
                 if flat.ndim != 2 or flat.shape[1] != self.spec.num_dims:
                     raise DataError(
                         f"copula.log_likelihood: x has shape {tuple(flat.shape)}, expected "
@@ -855,7 +856,7 @@ class GaussianCopula(ClassicalModel):
             return self._table_values(self.spec, frame)
         if isinstance(x, pd.DataFrame):
             raise DataError("copula.log_likelihood takes a DataFrame only for tables")
-        flat = _as_float64(x)
+        flat = as_float64(x)
         if flat.ndim == 0 or math.prod(flat.shape[1:]) != self.spec.num_dims:
             raise DataError(
                 f"copula.log_likelihood: x has shape {tuple(flat.shape)}, expected (B, "
@@ -972,24 +973,7 @@ def _kind_of(marginal: Marginal) -> str:
     return marginal.family
 
 
-def _as_float64(x: Tensor | np.ndarray) -> np.ndarray:
-    """A float64 numpy copy of a tensor or array."""
-    if isinstance(x, Tensor):
-        return x.detach().cpu().to(torch.float64).numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
 def _check_finite(x: np.ndarray, what: str) -> None:
     bad = int((~np.isfinite(x)).sum())
     if bad:
         raise DataError(f"{what} has {bad} non-finite values: drop or impute them first")
-
-
-def _reject_options(method: str, options: dict[str, Any], cond: dict[str, Tensor] | None) -> None:
-    if cond is not None:
-        raise ConfigError(f"copula.{method}: the copula is unconditional; call it without cond")
-    if options:
-        raise ConfigError(
-            f"copula.{method}: unknown option{'s' if len(options) > 1 else ''} "
-            f"{', '.join(sorted(options))}; copula.{method} takes no options"
-        )

@@ -28,6 +28,7 @@ from genlab.core.contract import ClassicalModel, DataSpec, LogLikelihood
 from genlab.core.errors import CheckpointError, ConfigError, DataError, GenlabError
 from genlab.core.registry import register
 from genlab.data.dataset import Dataset
+from genlab.families.classical.inputs import as_float64, reject_options
 
 if TYPE_CHECKING:
     from genlab.train.config import TrainConfig
@@ -196,9 +197,9 @@ class FactorAnalysisModel(ClassicalModel):
                     "(e.g. ngram, gpt)"
                 )
             spec = data.spec
-            x = _as_float64(data.x).reshape(data.x.shape[0], -1)
+            x = as_float64(data.x).reshape(data.x.shape[0], -1)
         else:
-            x = _as_float64(data)
+            x = as_float64(data)
             if x.ndim != 2:
                 raise DataError(
                     f"factor_analysis.fit expects a Dataset or an (N, D) array of points, got "
@@ -237,7 +238,7 @@ class FactorAnalysisModel(ClassicalModel):
         Returns:
             float32 (N, *spec.shape).
         """
-        _reject_options("sample", options, cond)
+        reject_options("factor_analysis", "sample", options, cond)
         self._fitted()
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
             raise ConfigError(
@@ -270,9 +271,9 @@ class FactorAnalysisModel(ClassicalModel):
         Returns:
             LogLikelihood with nats float64 (B,) and kind "exact".
         """
-        _reject_options("log_likelihood", options, cond)
+        reject_options("factor_analysis", "log_likelihood", options, cond)
         self._fitted()
-        flat = _as_float64(x)
+        flat = as_float64(x)
         if flat.ndim == 0 or math.prod(flat.shape[1:]) != self.spec.num_dims:
             raise DataError(
                 f"factor_analysis.log_likelihood: x has shape {tuple(flat.shape)}, expected (B, "
@@ -333,22 +334,3 @@ class FactorAnalysisModel(ClassicalModel):
         self.loadings_ = arrays["loadings"]
         self.noise_variance_ = arrays["noise_variance"]
         self.n_iter_ = None
-
-
-def _as_float64(x: Tensor | np.ndarray) -> np.ndarray:
-    """A float64 numpy copy of a tensor or array."""
-    if isinstance(x, Tensor):
-        return x.detach().cpu().to(torch.float64).numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
-def _reject_options(method: str, options: dict[str, Any], cond: dict[str, Tensor] | None) -> None:
-    if cond is not None:
-        raise ConfigError(
-            f"factor_analysis.{method}: factor_analysis is unconditional; call it without cond"
-        )
-    if options:
-        raise ConfigError(
-            f"factor_analysis.{method}: unknown option{'s' if len(options) > 1 else ''} "
-            f"{', '.join(sorted(options))}; factor_analysis.{method} takes no options"
-        )

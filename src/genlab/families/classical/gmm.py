@@ -28,6 +28,7 @@ from genlab.core.contract import ClassicalModel, DataSpec, LogLikelihood
 from genlab.core.errors import CheckpointError, ConfigError, DataError, GenlabError
 from genlab.core.registry import register
 from genlab.data.dataset import Dataset
+from genlab.families.classical.inputs import as_float64, reject_options
 
 if TYPE_CHECKING:
     from genlab.train.config import TrainConfig
@@ -209,9 +210,9 @@ class GMM(ClassicalModel):
                     f"{data.spec.modality} token ids: use an autoregressive model (e.g. ngram, gpt)"
                 )
             spec = data.spec
-            x = _as_float64(data.x).reshape(data.x.shape[0], -1)
+            x = as_float64(data.x).reshape(data.x.shape[0], -1)
         else:
-            x = _as_float64(data)
+            x = as_float64(data)
             if x.ndim != 2:
                 raise DataError(
                     f"gmm.fit expects a Dataset or an (N, D) array of points, got shape "
@@ -260,7 +261,13 @@ class GMM(ClassicalModel):
         Returns:
             float32 (N, *spec.shape).
         """
-        _reject_options("sample", options, cond)
+        reject_options(
+            "gmm",
+            "sample",
+            options,
+            cond,
+            cond_hint="to fix some dimensions, sample with given={dimension: value}",
+        )
         mixture = self._fitted()
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
             raise ConfigError(
@@ -395,9 +402,9 @@ class GMM(ClassicalModel):
         Returns:
             LogLikelihood with nats float64 (B,) and kind "exact".
         """
-        _reject_options("log_likelihood", options, cond)
+        reject_options("gmm", "log_likelihood", options, cond)
         mixture = self._fitted()
-        x_np = _as_float64(x)
+        x_np = as_float64(x)
         if x_np.ndim == 0 or math.prod(x_np.shape[1:]) != self.spec.num_dims:
             raise DataError(
                 f"gmm.log_likelihood: x has shape {tuple(x_np.shape)}, expected (B, "
@@ -513,23 +520,3 @@ class GMM(ClassicalModel):
             self.selection_scores_ = {i + 1: float(s) for i, s in enumerate(scores)}
         else:
             self.selection_scores_ = None
-
-
-def _as_float64(x: Tensor | np.ndarray) -> np.ndarray:
-    """A float64 numpy copy of a tensor or array."""
-    if isinstance(x, Tensor):
-        return x.detach().cpu().to(torch.float64).numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
-def _reject_options(method: str, options: dict[str, Any], cond: dict[str, Tensor] | None) -> None:
-    if cond is not None:
-        raise ConfigError(
-            f"gmm.{method}: gmm is unconditional (it takes no cond); to fix some dimensions, "
-            "sample with given={dimension: value}"
-        )
-    if options:
-        raise ConfigError(
-            f"gmm.{method}: unknown option{'s' if len(options) > 1 else ''} "
-            f"{', '.join(sorted(options))}; gmm.{method} takes no options"
-        )

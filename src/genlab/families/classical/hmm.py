@@ -33,6 +33,7 @@ from genlab.core.contract import ClassicalModel, DataSpec, LogLikelihood
 from genlab.core.errors import CheckpointError, ConfigError, DataError, GenlabError
 from genlab.core.registry import register
 from genlab.data.dataset import Dataset
+from genlab.families.classical.inputs import reject_options
 
 if TYPE_CHECKING:
     from genlab.train.config import TrainConfig
@@ -399,7 +400,7 @@ class HMM(ClassicalModel):
         Returns:
             float32 (N, T, C) for gaussian and gmm emissions, int64 (N, T) for categorical.
         """
-        _reject_options("sample", options, cond)
+        reject_options("hmm", "sample", options, cond, takes="only length")
         model = self._fitted()
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
             raise ConfigError(
@@ -450,7 +451,7 @@ class HMM(ClassicalModel):
         Returns:
             LogLikelihood with nats float64 (B,) and kind "exact".
         """
-        _reject_options("log_likelihood", options, cond)
+        reject_options("hmm", "log_likelihood", options, cond)
         model = self._fitted()
         if isinstance(x, (Tensor, np.ndarray)) and x.ndim >= 1 and x.shape[0] == 0:
             return LogLikelihood(torch.empty(0, dtype=torch.float64), kind="exact")
@@ -706,14 +707,3 @@ def _finish_fit(model: HiddenMarkovModel) -> bool:
         covars = model._covars_ if isinstance(model, GaussianHMM) else model.covars_
         params += [np.asarray(model.means_), np.asarray(covars)]
     return all(np.isfinite(p).all() for p in params)
-
-
-def _reject_options(method: str, options: dict[str, Any], cond: dict[str, Tensor] | None) -> None:
-    if cond is not None:
-        raise ConfigError(f"hmm.{method}: hmm is unconditional; call it without cond")
-    if options:
-        raise ConfigError(
-            f"hmm.{method}: unknown option{'s' if len(options) > 1 else ''} "
-            f"{', '.join(sorted(options))}; hmm.{method} takes "
-            + ("only length" if method == "sample" else "no options")
-        )

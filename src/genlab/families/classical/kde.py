@@ -42,6 +42,7 @@ from genlab.core.contract import ClassicalModel, DataSpec, LogLikelihood
 from genlab.core.errors import CheckpointError, ConfigError, DataError, GenlabError
 from genlab.core.registry import register
 from genlab.data.dataset import Dataset
+from genlab.families.classical.inputs import as_float64, reject_options
 
 if TYPE_CHECKING:
     from genlab.train.config import TrainConfig
@@ -240,7 +241,7 @@ class KDE(ClassicalModel):
         Returns:
             float32 (N, *spec.shape).
         """
-        _reject_options("kde", "sample", options, cond)
+        reject_options("kde", "sample", options, cond)
         self._fitted()
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
             raise ConfigError(
@@ -267,7 +268,7 @@ class KDE(ClassicalModel):
             LogLikelihood with nats float64 (B,) and kind "exact" (-inf where a compact
             kernel puts no mass).
         """
-        _reject_options("kde", "log_likelihood", options, cond)
+        reject_options("kde", "log_likelihood", options, cond)
         self._fitted()
         flat = _score_data(self, x, "kde")  # (B, D)
         if len(flat) == 0:
@@ -412,9 +413,9 @@ def _fit_data(model: Any, data: Dataset | Tensor | np.ndarray, name: str):
                 f"{data.spec.modality} token ids: use an autoregressive model (e.g. ngram, gpt)"
             )
         spec = data.spec
-        x = _as_float64(data.x).reshape(data.x.shape[0], -1)
+        x = as_float64(data.x).reshape(data.x.shape[0], -1)
     else:
-        x = _as_float64(data)
+        x = as_float64(data)
         if x.ndim != 2:
             raise DataError(
                 f"{name}.fit expects a Dataset or an (N, D) array of points, got shape "
@@ -436,7 +437,7 @@ def _fit_data(model: Any, data: Dataset | Tensor | np.ndarray, name: str):
 
 
 def _score_data(model: Any, x: Tensor | np.ndarray, name: str) -> np.ndarray:
-    flat = _as_float64(x)
+    flat = as_float64(x)
     if flat.ndim == 0 or math.prod(flat.shape[1:]) != model.spec.num_dims:
         raise DataError(
             f"{name}.log_likelihood: x has shape {tuple(flat.shape)}, expected (B, "
@@ -455,23 +456,4 @@ def _check_keys(name: str, tensors: dict[str, Tensor], required: set, allowed: s
         raise CheckpointError(
             f"weights do not fit a '{name}' model (missing: {', '.join(sorted(missing)) or '-'}; "
             f"unexpected: {', '.join(sorted(unknown)) or '-'}): load a checkpoint saved by {name}"
-        )
-
-
-def _as_float64(x: Tensor | np.ndarray) -> np.ndarray:
-    """A float64 numpy copy of a tensor or array."""
-    if isinstance(x, Tensor):
-        return x.detach().cpu().to(torch.float64).numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
-def _reject_options(
-    name: str, method: str, options: dict[str, Any], cond: dict[str, Tensor] | None
-) -> None:
-    if cond is not None:
-        raise ConfigError(f"{name}.{method}: {name} is unconditional; call it without cond")
-    if options:
-        raise ConfigError(
-            f"{name}.{method}: unknown option{'s' if len(options) > 1 else ''} "
-            f"{', '.join(sorted(options))}; {name}.{method} takes no options"
         )
