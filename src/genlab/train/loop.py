@@ -197,7 +197,8 @@ def fit(
                 schedulers[k].load_state_dict(state["schedulers"][k])
             if ema is not None and ckpt["ema"] is not None:
                 ema.load_state_dict(ckpt["ema"])
-            scaler.load_state_dict(state["scaler"]) if needs_scaler else None
+            if needs_scaler:
+                scaler.load_state_dict(state["scaler"])
             stream.load_state_dict(state["stream"])
             if len(state["torch_rngs"]) == dist_info.world_size:
                 data_generator.set_state(state["data_generators"][dist_info.rank])
@@ -209,8 +210,9 @@ def fit(
                     "continuation is not bitwise equal to an uninterrupted run",
                     stacklevel=2,
                 )
-            if device.type == "cuda" and "cuda_rng" in state:
-                torch.cuda.set_rng_state(state["cuda_rng"], device)
+            cuda_rngs = state.get("cuda_rngs", [])
+            if device.type == "cuda" and len(cuda_rngs) == dist_info.world_size:
+                torch.cuda.set_rng_state(cuda_rngs[dist_info.rank], device)
             step = int(ckpt["meta"]["step"])
     log = MetricsLog(
         writer_dir / "metrics.jsonl" if writer_dir else None, resume_step=step if resume else None
@@ -226,6 +228,11 @@ def fit(
         # Every rank's RNG streams (a collective call: all ranks take part), written by rank 0.
         torch_rngs = gather_rng_states(dist_info)
         generators = gather_states(dist_info, data_generator.get_state())
+        cuda_rngs = (
+            gather_states(dist_info, torch.cuda.get_rng_state(device))
+            if device.type == "cuda"
+            else []
+        )
         if not dist_info.is_main:
             return
         state = {
@@ -236,8 +243,8 @@ def fit(
             "data_generators": generators,
             "torch_rngs": torch_rngs,
         }
-        if device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(device)
+        if cuda_rngs:
+            state["cuda_rngs"] = cuda_rngs
         save_checkpoint(
             checkpoints,
             step,
