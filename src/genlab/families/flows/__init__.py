@@ -1,0 +1,1 @@
+"""Normalizing flows: transforms composed into RealNVP, MAF, IAF and NSF."""

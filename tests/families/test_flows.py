@@ -1,0 +1,397 @@
+"""Flow maths and the flow models: every transform inverts and its log-det matches autograd."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import genlab
+import genlab.families.flows.flows  # noqa: F401  (registers the flows)
+from genlab.core.contract import Batch, DataSpec
+from genlab.core.errors import ConfigError, DataError
+from genlab.families.flows import transforms as T
+from tests.contract import test_contract as contract
+
+D = 5
+CONTEXT = 3
+
+
+def _gaussian(n: int, dim: int = D) -> torch.Tensor:
+    return 2.0 * torch.randn(
+        n, dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64
+    )
+
+
+def _unit(n: int, dim: int = D) -> torch.Tensor:
+    return torch.rand(n, dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+
+def _image(n: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, 1, 2, 2, generator=g, dtype=torch.float64)  # D = 4
+
+
+def _channels(n: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, 3, 1, 2, generator=g, dtype=torch.float64)  # D = 6
+
+
+# (id, factory, input sampler, context_dim): one contract over every transform (zuko-style)
+FACTORIES = [
+    ("affine_coupling", lambda: T.affine_coupling(D, (16,)), _gaussian, 0),
+    (
+        "affine_coupling_alt",
+        lambda: T.affine_coupling(D, (16,), mask="alternate", parity=True),
+        _gaussian,
+        0,
+    ),
+    (
+        "affine_coupling_ctx",
+        lambda: T.affine_coupling(D, (16,), context_dim=CONTEXT),
+        _gaussian,
+        CONTEXT,
+    ),
+    ("spline_coupling", lambda: T.spline_coupling(D, (16,), bins=4, tail_bound=3.0), _gaussian, 0),
+    (
+        "spline_coupling_ctx",
+        lambda: T.spline_coupling(D, (16,), context_dim=CONTEXT),
+        _gaussian,
+        CONTEXT,
+    ),
+    ("maf", lambda: T.masked_affine_autoregressive(D, (16, 16)), _gaussian, 0),
+    (
+        "maf_ctx",
+        lambda: T.masked_affine_autoregressive(D, (16,), context_dim=CONTEXT),
+        _gaussian,
+        CONTEXT,
+    ),
+    ("iaf", lambda: T.Inverse(T.masked_affine_autoregressive(D, (16,))), _gaussian, 0),
+    (
+        "spline_ar",
+        lambda: T.masked_spline_autoregressive(D, (16,), bins=5, tail_bound=3.0),
+        _gaussian,
+        0,
+    ),
+    (
+        "spline_ar_ctx",
+        lambda: T.masked_spline_autoregressive(D, (16,), context_dim=CONTEXT),
+        _gaussian,
+        CONTEXT,
+    ),
+    ("actnorm", lambda: T.ActNorm(D), _gaussian, 0),
+    ("permutation", lambda: T.Permutation(D, seed=3), _gaussian, 0),
+    ("reverse", lambda: T.Permutation(D, reverse=True), _gaussian, 0),
+    ("logit", lambda: T.Logit(alpha=0.05), _unit, 0),
+    ("conv1x1", lambda: T.InvertibleConv1x1(3, seed=2), _channels, 0),
+    ("conv1x1_vector", lambda: T.InvertibleConv1x1(D), _gaussian, 0),
+    ("squeeze", lambda: T.Squeeze(), _image, 0),
+    (
+        "compose",
+        lambda: T.Compose(
+            T.ActNorm(D),
+            T.affine_coupling(D, (16,), context_dim=CONTEXT),
+            T.Permutation(D, seed=1),
+            T.spline_coupling(D, (16,), parity=True, context_dim=CONTEXT),
+        ),
+        _gaussian,
+        CONTEXT,
+    ),
+]
+
+
+def _randomize(t: torch.nn.Module) -> None:
+    # Trained weights are far from the near-identity start: test the maths there too.
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in t.parameters():
+            p.copy_(0.5 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+
+
+def _build(factory, sampler, context_dim):
+    torch.manual_seed(0)
+    t = factory().double()
+    x = sampler(64)
+    ctx = torch.randn(64, context_dim, dtype=torch.float64) if context_dim else None
+    t.train()
+    t(x, ctx)  # data-dependent initialization (ActNorm)
+    _randomize(t)
+    t.eval()
+    return t, x, ctx
+
+
+@pytest.mark.parametrize(
+    "factory,sampler,context_dim", [f[1:] for f in FACTORIES], ids=[f[0] for f in FACTORIES]
+)
+def test_inverse_round_trip(factory, sampler, context_dim):
+    t, x, ctx = _build(factory, sampler, context_dim)
+    z, ladj = t(x, ctx)
+    x_back, ladj_inv = t.inverse(z, ctx)
+    assert z.numel() == x.numel() and ladj.shape == (x.shape[0],)
+    torch.testing.assert_close(x_back, x, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ladj_inv, -ladj, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "factory,sampler,context_dim", [f[1:] for f in FACTORIES], ids=[f[0] for f in FACTORIES]
+)
+def test_log_det_matches_autograd(factory, sampler, context_dim):
+    t, x, ctx = _build(factory, sampler, context_dim)
+    for i in range(3):
+        xi = x[i : i + 1]
+        ci = None if ctx is None else ctx[i : i + 1]
+        jac = torch.autograd.functional.jacobian(lambda v, ci=ci: t(v, ci)[0], xi)
+        n = xi.numel()
+        expected = torch.linalg.slogdet(jac.reshape(n, n))[1]
+        torch.testing.assert_close(t(xi, ci)[1][0], expected, atol=1e-6, rtol=1e-6)
+        z = t(xi, ci)[0]
+        jac_inv = torch.autograd.functional.jacobian(lambda v, ci=ci: t.inverse(v, ci)[0], z)
+        expected_inv = torch.linalg.slogdet(jac_inv.reshape(n, n))[1]
+        torch.testing.assert_close(t.inverse(z, ci)[1][0], expected_inv, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "factory,sampler,context_dim",
+    [f[1:] for f in FACTORIES if f[3]],
+    ids=[f[0] for f in FACTORIES if f[3]],
+)
+def test_wrong_context_raises(factory, sampler, context_dim):
+    t, x, _ = _build(factory, sampler, context_dim)
+    for bad in (
+        None,
+        torch.zeros(64, context_dim + 1, dtype=torch.float64),
+        torch.zeros(3, context_dim),
+    ):
+        with pytest.raises(DataError, match="context"):
+            t(x, bad)
+        with pytest.raises(DataError, match="context"):
+            t.inverse(x, bad)
+
+
+@pytest.mark.parametrize("dim", [2, 3, 7])
+@pytest.mark.parametrize("mask", ["half", "alternate"])
+def test_coupling_masks_cover_every_feature_for_odd_dims(dim, mask):
+    a = T.coupling_mask(dim, mask)
+    b = T.coupling_mask(dim, mask, parity=True)
+    assert (a ^ b).all() and a.any() and b.any()
+    t = T.Compose(
+        T.affine_coupling(dim, (8,), mask=mask),
+        T.affine_coupling(dim, (8,), mask=mask, parity=True),
+    )
+    _randomize(t)
+    x = torch.randn(4, dim)
+    z, _ = t(x)
+    assert (z != x).all(), "two couplings of opposite parity must change every feature"
+    torch.testing.assert_close(t.inverse(z)[0], x, atol=1e-5, rtol=0)
+
+
+def test_coupling_rejects_one_feature_and_bad_mask():
+    with pytest.raises(ConfigError, match="2 or more"):
+        T.affine_coupling(1)
+    with pytest.raises(ConfigError, match="mask"):
+        T.affine_coupling(4, mask="checkerboard")
+
+
+def test_logit_rejects_values_outside_unit_interval():
+    with pytest.raises(DataError, match=r"\[0, 1\]"):
+        T.Logit()(torch.tensor([[0.5, 1.5]]))
+    with pytest.raises(DataError):
+        T.Logit()(torch.tensor([[float("nan"), 0.5]]))
+    with pytest.raises(ConfigError):
+        T.Logit(alpha=0.7)
+
+
+def test_spline_is_identity_at_zero_params_and_outside_the_bound():
+    spline = T.RationalQuadratic(bins=6, bound=2.0)
+    x = torch.linspace(-4, 4, 33, dtype=torch.float64).view(-1, 1)
+    zeros = torch.zeros(33, 1, spline.num_params, dtype=torch.float64)
+    y, ladj = spline(x, zeros, inverse=False)
+    torch.testing.assert_close(y, x)
+    torch.testing.assert_close(ladj, torch.zeros_like(ladj))
+    params = torch.randn(33, 1, spline.num_params, dtype=torch.float64)
+    y, ladj = spline(x, params, inverse=False)
+    outside = x.abs() > 2.0
+    assert torch.equal(y[outside], x[outside]) and (ladj[outside] == 0).all()
+    assert (y[~outside].abs() <= 2.0 + 1e-12).all()
+
+
+def test_made_is_autoregressive():
+    made = T.MADE(4, 3, (16, 16))
+    _randomize(made)
+    x = torch.randn(1, 4, dtype=torch.float32, requires_grad=True)
+    jac = torch.autograd.functional.jacobian(lambda v: made(v).sum(-1), x).reshape(4, 4)
+    assert torch.equal(jac.triu() != 0, torch.zeros(4, 4, dtype=torch.bool))
+    assert (jac.tril(-1)[1:, :].abs().sum(-1) > 0).all()
+
+
+def test_squeeze_moves_2x2_blocks_to_channels_and_checks_shapes():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    y, _ = T.Squeeze()(x)
+    assert y.shape == (1, 4, 2, 2)
+    torch.testing.assert_close(y[0, :, 0, 0], torch.tensor([0.0, 1.0, 4.0, 5.0]))
+    with pytest.raises(DataError, match="even"):
+        T.Squeeze()(torch.zeros(1, 1, 3, 4))
+
+
+def test_actnorm_initializes_from_the_first_training_batch():
+    x = 3.0 + 2.0 * torch.randn(500, 3)
+    norm = T.ActNorm(3)
+    z, _ = norm(x)
+    torch.testing.assert_close(z.mean(0), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.std(0), torch.ones(3), atol=1e-5, rtol=0)
+    assert bool(norm.initialized)
+    loc = norm.loc.detach().clone()
+    norm(x + 10)
+    assert torch.equal(norm.loc.detach(), loc), "initialization happens once"
+
+
+# ---- the registered models -------------------------------------------------------------------
+
+
+TINY_FLOWS = [
+    ("realnvp", {"num_layers": 2, "hidden": (16,)}, "moons", {"num_samples": 300}),
+    ("maf", {"num_layers": 2, "hidden": (16,)}, "moons", {"num_samples": 300}),
+    ("iaf", {"num_layers": 2, "hidden": (16,)}, "moons", {"num_samples": 300}),
+    ("nsf", {"num_layers": 2, "hidden": (16,), "bins": 4}, "moons", {"num_samples": 300}),
+    (
+        "nsf",
+        {"num_layers": 2, "hidden": (16,), "bins": 4, "kind": "autoregressive"},
+        "8gaussians",
+        {"num_samples": 300},
+    ),
+]
+CONTRACT_CHECKS = [
+    contract.test_each_loss_key_grads_its_group_only,
+    contract.test_samples_shape_dtype_range_and_seed,
+    contract.test_unknown_sample_option_raises,
+    contract.test_exact_likelihood_normalizes,
+]
+
+
+@pytest.mark.parametrize("check", CONTRACT_CHECKS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("case", TINY_FLOWS, ids=contract.case_id)
+def test_flows_keep_the_contract(case, check):
+    check(case)
+
+
+@pytest.mark.parametrize("case", TINY_FLOWS, ids=contract.case_id)
+def test_flows_save_load(case, tmp_path):
+    contract.test_save_load_round_trip(case, tmp_path)
+
+
+def _moons():
+    train = genlab.data.load("moons", num_samples=2000)
+    test = genlab.data.load("moons", split="test", num_samples=500)
+    return train, test
+
+
+def _gaussian_nll(train: torch.Tensor, test: torch.Tensor) -> float:
+    mean, cov = train.double().mean(0), torch.cov(train.double().T)
+    dist = torch.distributions.MultivariateNormal(mean, cov)
+    return -float(dist.log_prob(test.double()).mean())
+
+
+@pytest.mark.parametrize(
+    "name,cfg",
+    [
+        ("realnvp", {"num_layers": 6, "hidden": (64, 64)}),
+        ("maf", {"num_layers": 4, "hidden": (64, 64)}),
+        ("iaf", {"num_layers": 4, "hidden": (64, 64)}),
+        ("nsf", {"num_layers": 3, "hidden": (64, 64), "bins": 8, "tail_bound": 4.0}),
+    ],
+)
+def test_flow_learns_moons_better_than_a_gaussian(name, cfg):
+    train, test = _moons()
+    torch.manual_seed(0)
+    model = genlab.create(name, spec=train.spec, **cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(400):
+        idx = torch.randint(0, len(train.x), (256,), generator=g)
+        out = model.loss(Batch(train.x[idx]))
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    nll = -model.log_likelihood(test.x).mean()
+    baseline = _gaussian_nll(train.x, test.x)
+    print(f"{name}: test NLL {nll:.3f} nats vs Gaussian {baseline:.3f}")
+    assert nll < baseline - 0.3, f"{name}: test NLL {nll:.3f} vs Gaussian {baseline:.3f}"
+    # samples land where the density is: their mean log-likelihood is like the data's
+    samples = model.sample(1000, generator=torch.Generator().manual_seed(1))
+    assert abs(-model.log_likelihood(samples).mean() - nll) < 0.5
+    # the trained density still integrates to 1 on a grid covering the data
+    axis = torch.linspace(-6.0, 6.0, 601)
+    grid = torch.cartesian_prod(axis, axis)
+    mass = model.log_likelihood(grid).nats.double().exp().sum() * (12.0 / 600) ** 2
+    assert math.isclose(float(mass), 1.0, abs_tol=1e-2)
+
+
+def test_temperature_scales_the_base_noise():
+    spec = DataSpec("points", (3,), name="toy")
+    model = genlab.create("maf", spec=spec, num_layers=1, hidden=(8,))
+    assert torch.equal(model.sample(4, temperature=0.0), model.sample(4, temperature=0.0))
+    with pytest.raises(ConfigError, match="temperature"):
+        model.sample(2, temperature=-1.0)
+
+
+def test_conditional_flow_uses_labels():
+    spec = DataSpec("points", (2,), name="toy", num_classes=3)
+    model = genlab.create("realnvp", spec=spec, num_layers=2, hidden=(8,), conditional=True)
+    x = torch.randn(6, 2)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    batch = Batch(x, {"label": labels})
+    model.loss(batch).loss.backward()
+    assert model.label_embedding.weight.grad.abs().sum() > 0
+    s = model.sample(6, generator=torch.Generator().manual_seed(0), cond={"label": labels})
+    assert s.shape == (6, 2)
+    ll = model.log_likelihood(x, cond={"label": labels})
+    assert ll.kind == "exact" and ll.nats.shape == (6,)
+    with pytest.raises(DataError, match="conditional"):
+        model.log_likelihood(x)
+    with pytest.raises(DataError, match="outside"):
+        model.sample(2, cond={"label": torch.tensor([0, 3])})
+
+
+@pytest.mark.parametrize(
+    "name,cfg,match",
+    [
+        ("realnvp", {"num_layers": 0}, "num_layers"),
+        ("maf", {"hidden": ()}, "hidden"),
+        ("realnvp", {"mask": "checkerboard"}, "mask"),
+        ("nsf", {"bins": 1}, "bins"),
+        ("nsf", {"tail_bound": 0.0}, "tail_bound"),
+        ("nsf", {"kind": "glow"}, "kind"),
+        ("iaf", {"activation": "swish"}, "activation"),
+    ],
+)
+def test_bad_configs_raise(name, cfg, match):
+    spec = DataSpec("points", (2,), name="toy")
+    with pytest.raises(ConfigError, match=match):
+        genlab.create(name, spec=spec, **cfg)
+
+
+@pytest.mark.parametrize("name", ["realnvp", "maf", "iaf", "nsf"])
+def test_images_and_unlabelled_conditioning_raise(name):
+    with pytest.raises(ConfigError, match="glow"):
+        genlab.create(name, spec=DataSpec("image", (1, 8, 8), name="digits", num_classes=10))
+    with pytest.raises(ConfigError, match="labelled"):
+        genlab.create(name, spec=DataSpec("points", (2,), name="moons"), conditional=True)
+    model = genlab.create(name, spec=DataSpec("points", (2,), name="moons"), num_layers=1)
+    with pytest.raises(DataError, match="shape"):
+        model.log_likelihood(torch.zeros(3, 4))
+    with pytest.raises(ConfigError, match="unconditional"):
+        model.sample(2, cond={"label": torch.zeros(2, dtype=torch.long)})
+    # labels the data carries are ignored by an unconditional flow's loss
+    model.loss(Batch(torch.zeros(3, 2), {"label": torch.zeros(3, dtype=torch.long)}))
+
+
+def test_one_dimensional_data():
+    spec = DataSpec("points", (1,), name="line")
+    x = torch.linspace(-2, 2, 5).view(-1, 1)
+    for name, cfg in [("maf", {}), ("iaf", {}), ("nsf", {"kind": "autoregressive"})]:
+        model = genlab.create(name, spec=spec, num_layers=2, hidden=(8,), **cfg)
+        assert model.log_likelihood(x).nats.shape == (5,)
+        assert model.sample(3).shape == (3, 1)
+    with pytest.raises(ConfigError, match="2 or more"):
+        genlab.create("realnvp", spec=spec)
