@@ -10,25 +10,8 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from genlab.core.errors import ConfigError, DataError
+from genlab.data.tables import ADULT_COLUMNS
 from genlab.metrics.tables import column_pair_trends, column_shapes, ml_efficacy
-
-ADULT_COLUMNS = [
-    "age",
-    "workclass",
-    "fnlwgt",
-    "education",
-    "education-num",
-    "marital-status",
-    "occupation",
-    "relationship",
-    "race",
-    "sex",
-    "capital-gain",
-    "capital-loss",
-    "hours-per-week",
-    "native-country",
-    "income",
-]
 
 
 @pytest.fixture(autouse=True)

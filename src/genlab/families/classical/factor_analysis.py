@@ -28,7 +28,7 @@ from genlab.core.contract import ClassicalModel, DataSpec, LogLikelihood
 from genlab.core.errors import CheckpointError, ConfigError, DataError, GenlabError
 from genlab.core.registry import register
 from genlab.data.dataset import Dataset
-from genlab.families.classical.inputs import as_float64, reject_options
+from genlab.families.classical.inputs import as_float64, reject_options, vectors_for_fit
 
 if TYPE_CHECKING:
     from genlab.train.config import TrainConfig
@@ -135,7 +135,7 @@ class FactorAnalysisModel(ClassicalModel):
                 f"factor_analysis.fit: unknown option{'s' if len(fit_options) > 1 else ''} "
                 f"{', '.join(sorted(fit_options))}; factor_analysis.fit takes only data and train"
             )
-        x, spec = self._fit_data(data)  # (N, D) float64
+        x, spec = vectors_for_fit(self, data, "factor_analysis")  # (N, D) float64
         cfg = self.config
         num_rows, num_dims = x.shape
         k = cfg.n_components
@@ -186,36 +186,6 @@ class FactorAnalysisModel(ClassicalModel):
         self.loadings_ = np.array(loadings, dtype=np.float64)
         self.noise_variance_ = np.array(noise, dtype=np.float64)
         return self
-
-    def _fit_data(self, data: Dataset | Tensor | np.ndarray) -> tuple[np.ndarray, DataSpec]:
-        """The data as a finite (N, D) float64 array and its spec."""
-        if isinstance(data, Dataset):
-            if data.spec.modality in ("text", "sequence"):
-                raise DataError(
-                    f"factor_analysis models continuous vectors, but data {data.spec.name!r} "
-                    f"holds {data.spec.modality} token ids: use an autoregressive model "
-                    "(e.g. ngram, gpt)"
-                )
-            spec = data.spec
-            x = as_float64(data.x).reshape(data.x.shape[0], -1)
-        else:
-            x = as_float64(data)
-            if x.ndim != 2:
-                raise DataError(
-                    f"factor_analysis.fit expects a Dataset or an (N, D) array of points, got "
-                    f"shape {tuple(x.shape)}: wrap other shapes in a genlab Dataset"
-                )
-            spec = None
-        if self.spec is not None and self.spec.num_dims != x.shape[1]:
-            raise DataError(
-                f"this factor_analysis is for samples of shape {self.spec.shape}, but the data "
-                f"have {x.shape[1]} values per sample: create a new model"
-            )
-        spec = spec or self.spec or DataSpec(modality="points", shape=(x.shape[1],))
-        bad = int((~np.isfinite(x)).sum())
-        if bad:
-            raise DataError(f"data has {bad} non-finite values (NaN or inf): drop or impute them")
-        return x, spec
 
     # -- sampling and likelihood -------------------------------------------------------------
 

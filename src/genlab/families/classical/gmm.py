@@ -28,7 +28,7 @@ from genlab.core.contract import ClassicalModel, DataSpec, LogLikelihood
 from genlab.core.errors import CheckpointError, ConfigError, DataError, GenlabError
 from genlab.core.registry import register
 from genlab.data.dataset import Dataset
-from genlab.families.classical.inputs import as_float64, reject_options
+from genlab.families.classical.inputs import as_float64, reject_options, vectors_for_fit
 
 if TYPE_CHECKING:
     from genlab.train.config import TrainConfig
@@ -157,7 +157,7 @@ class GMM(ClassicalModel):
                 f"gmm.fit: unknown option{'s' if len(fit_options) > 1 else ''} "
                 f"{', '.join(sorted(fit_options))}; gmm.fit takes only data and train"
             )
-        x, spec = self._fit_data(data)  # (N, D) float64
+        x, spec = vectors_for_fit(self, data, "gmm")  # (N, D) float64
         seed = 0 if train is None else int(train.seed)
         cfg = self.config
         if cfg.select_components == "none":
@@ -200,38 +200,6 @@ class GMM(ClassicalModel):
             init_params=cfg.init_params,
             random_state=seed,
         )
-
-    def _fit_data(self, data: Dataset | Tensor | np.ndarray) -> tuple[np.ndarray, DataSpec]:
-        """The data as a finite (N, D) float64 array and its spec."""
-        if isinstance(data, Dataset):
-            if data.spec.modality in ("text", "sequence"):
-                raise DataError(
-                    f"gmm models continuous vectors, but data {data.spec.name!r} holds "
-                    f"{data.spec.modality} token ids: use an autoregressive model (e.g. ngram, gpt)"
-                )
-            spec = data.spec
-            x = as_float64(data.x).reshape(data.x.shape[0], -1)
-        else:
-            x = as_float64(data)
-            if x.ndim != 2:
-                raise DataError(
-                    f"gmm.fit expects a Dataset or an (N, D) array of points, got shape "
-                    f"{tuple(x.shape)}: wrap other shapes in a genlab Dataset with their DataSpec"
-                )
-            spec = None
-        if self.spec is not None and self.spec.num_dims != x.shape[1]:
-            raise DataError(
-                f"this gmm is for samples of shape {self.spec.shape} ({self.spec.num_dims} "
-                f"values), but the data has {x.shape[1]} values per sample: create a new model"
-            )
-        if spec is None:
-            spec = self.spec or DataSpec(modality="points", shape=(x.shape[1],))
-        if x.shape[0] == 0:
-            raise DataError("data has no rows: give at least one sample per component")
-        bad = int((~np.isfinite(x)).sum())
-        if bad:
-            raise DataError(f"data has {bad} non-finite values: drop or impute them first")
-        return x, spec
 
     # -- sampling and likelihood -------------------------------------------------------------
 

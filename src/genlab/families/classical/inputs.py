@@ -8,7 +8,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from genlab.core.errors import ConfigError
+from genlab.core.contract import DataSpec
+from genlab.core.errors import ConfigError, DataError
+from genlab.data.dataset import Dataset
 
 
 def as_float64(x: Tensor | np.ndarray) -> np.ndarray:
@@ -43,3 +45,41 @@ def reject_options(
             f"{name}.{method}: unknown option{'s' if len(options) > 1 else ''} "
             f"{', '.join(sorted(options))}; {name}.{method} takes {takes}"
         )
+
+
+def vectors_for_fit(model: Any, data: Any, name: str) -> tuple[np.ndarray, DataSpec]:
+    """The data as a finite (N, D) float64 array and its spec, for models of vectors.
+
+    Args:
+        model: the model being fitted (its `spec`, if set, fixes D).
+        data: a genlab `Dataset` (x flattened to (N, D)) or a raw (N, D) tensor or array.
+        name: the model's registry name, for messages.
+    """
+    if isinstance(data, Dataset):
+        if data.spec.modality in ("text", "sequence"):
+            raise DataError(
+                f"{name} models continuous vectors, but data {data.spec.name!r} holds "
+                f"{data.spec.modality} token ids: use an autoregressive model (e.g. ngram, gpt)"
+            )
+        spec = data.spec
+        x = as_float64(data.x).reshape(data.x.shape[0], -1)
+    else:
+        x = as_float64(data)
+        if x.ndim != 2:
+            raise DataError(
+                f"{name}.fit expects a Dataset or an (N, D) array of points, got shape "
+                f"{tuple(x.shape)}: wrap other shapes in a genlab Dataset with their DataSpec"
+            )
+        spec = None
+    if model.spec is not None and model.spec.num_dims != x.shape[1]:
+        raise DataError(
+            f"this {name} is for samples of shape {model.spec.shape} ({model.spec.num_dims} "
+            f"values), but the data has {x.shape[1]} values per sample: create a new model"
+        )
+    spec = spec or model.spec or DataSpec(modality="points", shape=(x.shape[1],))
+    if x.shape[0] == 0:
+        raise DataError(f"data has no rows: give {name} at least one sample")
+    bad = int((~np.isfinite(x)).sum())
+    if bad:
+        raise DataError(f"data has {bad} non-finite values (NaN or inf): drop or impute them")
+    return x, spec

@@ -42,7 +42,7 @@ from genlab.core.contract import ClassicalModel, DataSpec, LogLikelihood
 from genlab.core.errors import CheckpointError, ConfigError, DataError, GenlabError
 from genlab.core.registry import register
 from genlab.data.dataset import Dataset
-from genlab.families.classical.inputs import as_float64, reject_options
+from genlab.families.classical.inputs import as_float64, reject_options, vectors_for_fit
 
 if TYPE_CHECKING:
     from genlab.train.config import TrainConfig
@@ -153,7 +153,7 @@ class KDE(ClassicalModel):
                 f"kde.fit: unknown option{'s' if len(fit_options) > 1 else ''} "
                 f"{', '.join(sorted(fit_options))}; kde.fit takes only data and train"
             )
-        x, spec = _fit_data(self, data, "kde")  # (N, D) float64
+        x, spec = vectors_for_fit(self, data, "kde")  # (N, D) float64
         cfg = self.config
         if x.shape[0] < 2:
             raise DataError(
@@ -402,38 +402,6 @@ def _rejection_radius(
 
 
 # -- data checks ---------------------------------------------------------------------------------
-
-
-def _fit_data(model: Any, data: Dataset | Tensor | np.ndarray, name: str):
-    """The data as a finite (N, D) float64 array and its spec."""
-    if isinstance(data, Dataset):
-        if data.spec.modality in ("text", "sequence"):
-            raise DataError(
-                f"{name} models continuous vectors, but data {data.spec.name!r} holds "
-                f"{data.spec.modality} token ids: use an autoregressive model (e.g. ngram, gpt)"
-            )
-        spec = data.spec
-        x = as_float64(data.x).reshape(data.x.shape[0], -1)
-    else:
-        x = as_float64(data)
-        if x.ndim != 2:
-            raise DataError(
-                f"{name}.fit expects a Dataset or an (N, D) array of points, got shape "
-                f"{tuple(x.shape)}: wrap other shapes in a genlab Dataset with their DataSpec"
-            )
-        spec = None
-    if model.spec is not None and model.spec.num_dims != x.shape[1]:
-        raise DataError(
-            f"this {name} is for samples of shape {model.spec.shape} ({model.spec.num_dims} "
-            f"values), but the data has {x.shape[1]} values per sample: create a new model"
-        )
-    spec = spec or model.spec or DataSpec(modality="points", shape=(x.shape[1],))
-    if x.shape[0] == 0:
-        raise DataError(f"data has no rows: {name} needs at least 2")
-    bad = int((~np.isfinite(x)).sum())
-    if bad:
-        raise DataError(f"data has {bad} non-finite values (NaN or inf): drop or impute them")
-    return x, spec
 
 
 def _score_data(model: Any, x: Tensor | np.ndarray, name: str) -> np.ndarray:
