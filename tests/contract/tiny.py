@@ -1,8 +1,13 @@
 """Tiny configurations of every registered model and preset, for the contract suite.
 
 Each entry: (model config overrides, data set name, data options). A model or preset that is
-registered but missing here fails `test_every_registered_model_has_a_tiny_config`.
+registered but missing here fails `test_every_registered_model_has_a_tiny_config`. A family may
+keep its entries in its own module `tests/contract/tiny_<family>.py` (a dict named `TINY`);
+they are merged into the one below.
 """
+
+import importlib
+import pkgutil
 
 TINY: dict[str, list[tuple[dict, str, dict]]] = {
     "gmm": [
@@ -54,6 +59,19 @@ TINY: dict[str, list[tuple[dict, str, dict]]] = {
         ({"hidden": (16,), "latent_dim": 2, "iwae_k": 3}, "moons", {"num_samples": 300}),
     ],
 }
+
+
+def _merge_family_modules() -> None:
+    package = importlib.import_module("tests.contract")
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("tiny_"):
+            family = importlib.import_module(f"tests.contract.{info.name}")
+            clash = set(family.TINY) & set(TINY)
+            assert not clash, f"{info.name} repeats tiny configs of {sorted(clash)}"
+            TINY.update(family.TINY)
+
+
+_merge_family_modules()
 
 
 def cases() -> list[tuple[str, dict, str, dict]]:
