@@ -150,6 +150,31 @@ def train(model, data_name, config_path, overrides, out, resume, force) -> None:
 @click.option(
     "--class", "label", type=int, default=None, help="Class label for conditional models."
 )
+@click.option("--sampler", default=None, help="Diffusion sampler, e.g. dpmpp_2m, ddim, heun.")
+@click.option("--steps", type=int, default=None, help="Diffusion sampling steps.")
+@click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale.")
+@click.option(
+    "--inpaint",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Image to inpaint (PNG); needs --mask.",
+)
+@click.option(
+    "--mask",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Inpainting mask (PNG, same size): white = generate, black = keep.",
+)
+@click.option("--prompt", default=None, help="Text prompt for sequence models.")
+@click.option("--max-new-tokens", type=int, default=None, help="Tokens to generate after it.")
+@click.option("--temperature", type=float, default=None, help="Sampling temperature.")
+@click.option("--top-k", type=int, default=None, help="Keep the k most likely tokens.")
+@click.option("--top-p", type=float, default=None, help="Nucleus sampling mass, in (0, 1].")
+@click.option(
+    "--stream/--no-stream",
+    default=False,
+    help="Print the first text sample to the terminal as it is generated.",
+)
 @click.option(
     "-o",
     "--option",
@@ -158,7 +183,25 @@ def train(model, data_name, config_path, overrides, out, resume, force) -> None:
     metavar="KEY=VALUE",
     help="Model sampling option, e.g. -o temperature=0.8.",
 )
-def sample(run_dir, num_samples, out, seed, label, options) -> None:
+def sample(
+    run_dir,
+    num_samples,
+    out,
+    seed,
+    label,
+    sampler,
+    steps,
+    guidance,
+    inpaint,
+    mask,
+    prompt,
+    max_new_tokens,
+    temperature,
+    top_k,
+    top_p,
+    stream,
+    options,
+) -> None:
     """Draw samples from a trained run and write them to a file (with a provenance .json)."""
     import torch
 
@@ -169,6 +212,27 @@ def sample(run_dir, num_samples, out, seed, label, options) -> None:
 
     model, _, spec = load_run(run_dir)
     opts = _parse_options(options)
+    flags = {
+        "sampler": sampler,
+        "steps": steps,
+        "guidance": guidance,
+        "prompt": prompt,
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
+    }
+    opts.update({key: value for key, value in flags.items() if value is not None})
+    recorded = dict(opts)  # what the provenance file names: JSON-able values only
+    if (inpaint is None) != (mask is None):
+        raise ConfigError("--inpaint and --mask go together: give both files, or neither")
+    if inpaint is not None:
+        opts["inpaint"], opts["mask"] = _inpainting_inputs(Path(inpaint), Path(mask), spec)
+        recorded.update(inpaint=str(Path(inpaint).resolve()), mask=str(Path(mask).resolve()))
+    if stream:
+        if spec.modality != "text":
+            raise ConfigError(f"--stream prints text, but this run models {spec.modality} data")
+        opts["stream"] = _TextStream(spec)
     cond = None
     if label is not None:
         cond = {"label": torch.full((num_samples,), label, dtype=torch.long)}
@@ -181,6 +245,8 @@ def sample(run_dir, num_samples, out, seed, label, options) -> None:
         generator=generator,
         cond=cond,
     )
+    if stream:
+        click.echo()
     path = write_samples(x, spec, out)
     provenance = {
         "generator": "genlab",
@@ -190,11 +256,61 @@ def sample(run_dir, num_samples, out, seed, label, options) -> None:
         "num_samples": num_samples,
         "seed": seed,
         "class": label,
-        "options": opts,
+        "options": recorded,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     atomic_write_text(Path(str(path) + ".json"), json.dumps(provenance, indent=2))
     click.echo(f"wrote {num_samples} samples to {path}")
+
+
+class _TextStream:
+    """A `stream` callback: decodes the first sample's new tokens and prints them at once."""
+
+    def __init__(self, spec) -> None:
+        self.spec = spec
+        self.ids: list[int] = []
+        self.shown = ""
+
+    def __call__(self, new_ids) -> None:
+        from genlab.data.text import decode
+
+        self.ids.append(int(new_ids.reshape(-1)[0]))
+        text = decode(self.spec, self.ids)
+        # A byte-level token may end inside a UTF-8 character: wait for the rest of it.
+        if text.endswith("\ufffd"):
+            return
+        click.echo(text[len(self.shown) :], nl=False)
+        sys.stdout.flush()
+        self.shown = text
+
+
+def _inpainting_inputs(image_path: Path, mask_path: Path, spec):
+    """The known image (1, C, H, W) in [0, 1] and the mask (1, 1, H, W), 1 = generate."""
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    if spec.modality != "image":
+        raise ConfigError(f"--inpaint needs an image model, but this run models {spec.modality}")
+    channels, height, width = spec.shape
+    arrays = []
+    for path, mode in ((image_path, "L" if channels == 1 else "RGB"), (mask_path, "L")):
+        if not path.is_file():
+            raise ConfigError(f"{path} does not exist: give the path of a PNG file")
+        try:
+            with Image.open(path) as img:
+                array = np.asarray(img.convert(mode), dtype=np.float32) / 255.0
+        except (UnidentifiedImageError, OSError) as e:
+            raise ConfigError(f"{path} is not a readable image ({e}): give a PNG file") from None
+        if array.shape[:2] != (height, width):
+            raise ConfigError(
+                f"{path} is {array.shape[1]}x{array.shape[0]} pixels, but the model makes "
+                f"{width}x{height} images: give an image and a mask of that size"
+            )
+        arrays.append(array)
+    image = torch.from_numpy(arrays[0]).reshape(height, width, -1).permute(2, 0, 1)[None]
+    mask = (torch.from_numpy(arrays[1]) > 0.5).float()[None, None]
+    return image.contiguous(), mask
 
 
 @cli.command("eval")

@@ -266,3 +266,56 @@ def test_nan_stops_with_the_step_and_keeps_the_checkpoint(run_cli, tmp_path):
     import torch
 
     assert all(torch.isfinite(v).all() for v in ckpt["weights"].values())
+
+
+def test_sample_flag_errors_name_the_fix(run_cli, gmm_run, tmp_path):
+    out = tmp_path / "x.npy"
+    assert "go together" in _error(
+        run_cli, "sample", gmm_run, "--out", out, "--inpaint", tmp_path / "a.png"
+    )
+    assert "prints text" in _error(run_cli, "sample", gmm_run, "--out", out, "--stream")
+    assert "needs an image model" in _error(
+        run_cli,
+        "sample",
+        gmm_run,
+        "--out",
+        out,
+        "--inpaint",
+        tmp_path / "a.png",
+        "--mask",
+        tmp_path / "m.png",
+    )
+    # A flag the model has no option for is an error, like an unknown -o option.
+    assert "unknown option steps" in _error(
+        run_cli, "sample", gmm_run, "--out", out, "--steps", "5"
+    )
+    assert ".txt holds decoded text" in _error(
+        run_cli, "sample", gmm_run, "--out", tmp_path / "x.txt"
+    )
+
+
+def test_inpainting_inputs_checks_sizes(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from genlab.cli import _inpainting_inputs
+    from genlab.core.contract import DataSpec
+    from genlab.core.errors import ConfigError
+
+    spec = DataSpec("image", (1, 8, 8), value_range=(0.0, 1.0))
+    image = np.zeros((8, 8), np.uint8)
+    image[:, 4:] = 255
+    mask = np.zeros((8, 8), np.uint8)
+    mask[:4] = 255
+    Image.fromarray(image).save(tmp_path / "img.png")
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    x, m = _inpainting_inputs(tmp_path / "img.png", tmp_path / "mask.png", spec)
+    assert x.shape == (1, 1, 8, 8) and m.shape == (1, 1, 8, 8)
+    assert x[0, 0, 0, 5] == 1 and x[0, 0, 0, 0] == 0
+    assert m[0, 0, :4].eq(1).all() and m[0, 0, 4:].eq(0).all()
+    Image.fromarray(np.zeros((6, 8), np.uint8)).save(tmp_path / "small.png")
+    with pytest.raises(ConfigError, match="6 pixels, but the model makes 8x8"):
+        _inpainting_inputs(tmp_path / "img.png", tmp_path / "small.png", spec)
+    (tmp_path / "bad.png").write_text("not a png")
+    with pytest.raises(ConfigError, match="not a readable image"):
+        _inpainting_inputs(tmp_path / "bad.png", tmp_path / "mask.png", spec)

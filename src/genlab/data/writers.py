@@ -18,7 +18,9 @@ from genlab.core.contract import DataSpec
 from genlab.core.errors import DataError
 from genlab.core.persist import _atomic_replace
 
-SUPPORTED_EXTENSIONS = (".png", ".npy", ".pt", ".csv")
+SUPPORTED_EXTENSIONS = (".png", ".npy", ".pt", ".csv", ".txt")
+# Between samples in a .txt file of text samples.
+TEXT_SEPARATOR = "\n\n----------\n\n"
 # Tiles smaller than this are enlarged (nearest neighbour) so that 8 x 8 digits stay visible.
 MIN_TILE_SIZE = 28
 
@@ -127,7 +129,8 @@ def write_samples(
     `.png`: an image grid for images, a scatter plot for 2-D points (with `reference`, e.g.
     the training data, in light grey underneath); `.npy`: a numpy array; `.pt`: the tensor,
     for `torch.load`; `.csv`: one row per sample with a header (x0, x1, ... or the table's
-    column names), for points, table rows and token sequences.
+    column names), for points, table rows and token sequences; `.txt`: text samples decoded
+    through the spec's tokenizer, separated by a line of dashes.
 
     Args:
         x: (N, *spec.shape) samples in the data set's space (images in [0, 1]).
@@ -170,6 +173,16 @@ def write_samples(
     elif suffix == ".pt":
         tensor = x.detach().cpu().contiguous()
         _atomic_replace(path, lambda tmp: torch.save(tensor, tmp))
+    elif suffix == ".txt":
+        if spec.modality != "text" or spec.tokenizer is None:
+            raise DataError(
+                f".txt holds decoded text, but these are {spec.modality} samples; write .npy, "
+                ".pt or .csv instead"
+            )
+        from genlab.data.text import decode_batch
+
+        text = TEXT_SEPARATOR.join(decode_batch(spec, x.detach().cpu())) + "\n"
+        _atomic_replace(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     else:
         if x.ndim != 2 or spec.modality == "image":
             raise DataError(
