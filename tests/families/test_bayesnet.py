@@ -489,3 +489,35 @@ def test_errors():
 def test_bad_config_raises(overrides):
     with pytest.raises(ConfigError):
         genlab.create("bayesnet", **overrides)
+
+
+def test_vectorized_forward_sampling_matches_the_network():
+    """Ancestral draws follow every CPD: each variable's frequency given its parents' states."""
+    from pgmpy.factors.discrete import TabularCPD
+    from pgmpy.models import DiscreteBayesianNetwork
+
+    from genlab.families.classical.bayesnet import _forward_states
+
+    # A three-state root, a child with a zero-probability state, and a two-parent child.
+    network = DiscreteBayesianNetwork([("a", "b"), ("a", "c"), ("b", "c")])
+    a = TabularCPD("a", 3, [[0.2], [0.5], [0.3]])
+    b = TabularCPD("b", 2, [[0.9, 0.0, 0.4], [0.1, 1.0, 0.6]], evidence=["a"], evidence_card=[3])
+    c_yes = np.array([0.1, 0.7, 0.5, 0.2, 0.95, 0.3])  # (a, b) in C order
+    c = TabularCPD("c", 2, [c_yes, 1 - c_yes], evidence=["a", "b"], evidence_card=[3, 2])
+    network.add_cpds(a, b, c)
+    network.check_model()
+    n = 60_000
+    rows = _forward_states(network, n, torch.Generator().manual_seed(0))
+    assert list(rows.columns) == list(network.nodes()) and len(rows) == n
+    freq_a = np.bincount(rows["a"], minlength=3) / n
+    np.testing.assert_allclose(freq_a, [0.2, 0.5, 0.3], atol=4 * math.sqrt(0.25 / n))
+    assert not ((rows["a"] == 1) & (rows["b"] == 0)).any(), "a zero-probability state was drawn"
+    for i, (sa, sb) in enumerate(itertools.product(range(3), range(2))):
+        given = rows[(rows["a"] == sa) & (rows["b"] == sb)]
+        if len(given) < 500:
+            continue
+        share = float((given["c"] == 0).mean())
+        assert abs(share - c_yes[i]) < 4 * math.sqrt(0.25 / len(given)), (sa, sb, share)
+    assert _forward_states(network, 50, torch.Generator().manual_seed(1)).equals(
+        _forward_states(network, 50, torch.Generator().manual_seed(1))
+    )

@@ -400,15 +400,19 @@ class BayesNet(ClassicalModel):
         method: EvidenceMethod,
         generator: torch.Generator | None,
     ) -> pd.DataFrame:
-        """(N, V) integer states from pgmpy, seeded with one draw of `generator`."""
+        """(N, V) integer states: ancestral sampling without evidence, else pgmpy's samplers.
+
+        Without evidence the draw is `_forward_states` (the same ancestral sampling as pgmpy's
+        `forward_sample`, vectorized over rows); with evidence pgmpy's rejection or likelihood
+        weighting sampler runs, seeded with one draw of `generator`.
+        """
+        if not states:
+            return _forward_states(self.network_, num_samples, generator)
         with _pgmpy_quiet():
             from pgmpy.sampling import BayesianModelSampling
 
         seed = int(torch.randint(0, 2**32 - 1, (1,), generator=generator))
         sampler = BayesianModelSampling(self.network_)
-        if not states:
-            with _pgmpy_quiet(), _numpy_global_state_kept():
-                return sampler.forward_sample(num_samples, seed=seed, show_progress=False)
         probability = self._probability(states)
         if probability == 0.0:
             raise DataError(
@@ -936,6 +940,48 @@ def _log_inverse_width(variable: dict[str, Any], series: pd.Series) -> np.ndarra
     term = np.where(width > 0, -np.log(np.where(width > 0, width, 1.0)), 0.0)
     outside = (safe < edges[0]) | (safe > edges[-1])
     return np.where(missing, 0.0, np.where(outside, -np.inf, term))
+
+
+def _forward_states(
+    network: Any, num_samples: int, generator: torch.Generator | None
+) -> pd.DataFrame:
+    """Ancestral (forward) sampling of every variable's state index, vectorized over rows.
+
+    Variables are drawn in topological order; each row's state comes from its CPD column for
+    that row's parent states, by inverting the column's CDF at a uniform draw. This is the
+    algorithm of pgmpy's `forward_sample` (Koller & Friedman, Algorithm 12.1) without its
+    per-variable bookkeeping, which costs more than the draw itself on tables like Adult.
+
+    Args:
+        network: the fitted pgmpy network; its CPDs' state names are 0..card-1.
+        num_samples: N, the number of rows.
+        generator: the torch generator (CPU) for the (N, V) uniforms.
+
+    Returns:
+        DataFrame (N rows) of int64 state indices, one column per variable.
+    """
+    import networkx as nx
+
+    order = list(nx.topological_sort(network))
+    uniforms = torch.rand(
+        (num_samples, len(order)), generator=generator, dtype=torch.float64
+    ).numpy()  # (N, V)
+    drawn: dict[str, np.ndarray] = {}
+    for j, name in enumerate(order):
+        cpd = network.get_cpds(name)
+        parents = list(cpd.variables[1:])
+        table = np.asarray(cpd.values, dtype=np.float64)  # (card, *parent cards)
+        card = table.shape[0]
+        cdf = np.cumsum(table.reshape(card, -1), axis=0)  # (card, K)
+        cdf[-1] = 1.0  # rounding must not leave a sliver above the last state
+        if parents:
+            column = np.ravel_multi_index([drawn[p] for p in parents], table.shape[1:])  # (N,)
+        else:
+            column = np.zeros(num_samples, dtype=np.int64)
+        # The state is the number of CDF entries at or below the uniform draw.
+        state = (cdf[:, column] <= uniforms[None, :, j]).sum(axis=0)  # (N,)
+        drawn[name] = np.minimum(state, card - 1).astype(np.int64)
+    return pd.DataFrame({name: drawn[name] for name in network.nodes()})
 
 
 def _values(

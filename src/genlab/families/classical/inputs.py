@@ -14,10 +14,10 @@ from genlab.data.dataset import Dataset
 
 
 def as_float64(x: Tensor | np.ndarray) -> np.ndarray:
-    """A float64 numpy copy of a tensor or array."""
+    """A float64 numpy copy of a tensor or array (always a copy: models may keep it)."""
     if isinstance(x, Tensor):
-        return x.detach().cpu().to(torch.float64).numpy()
-    return np.asarray(x, dtype=np.float64)
+        return x.detach().to("cpu", torch.float64, copy=True).numpy()
+    return np.array(x, dtype=np.float64, copy=True)
 
 
 def reject_options(
@@ -79,7 +79,7 @@ def vectors_for_fit(model: Any, data: Any, name: str) -> tuple[np.ndarray, DataS
     spec = spec or model.spec or DataSpec(modality="points", shape=(x.shape[1],))
     if x.shape[0] == 0:
         raise DataError(f"data has no rows: give {name} at least one sample")
-    bad = int((~np.isfinite(x)).sum())
-    if bad:
+    if not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).sum())
         raise DataError(f"data has {bad} non-finite values (NaN or inf): drop or impute them")
     return x, spec

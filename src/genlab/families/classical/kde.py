@@ -169,9 +169,11 @@ class KDE(ClassicalModel):
         if cfg.standardize:
             mean, scale = x.mean(axis=0), x.std(axis=0)
             scale = np.where(scale > 0, scale, 1.0)
+            points = (x - mean) / scale
         else:
+            # x is already a private float64 copy: no second copy of the data.
             mean, scale = np.zeros(num_dims), np.ones(num_dims)
-        points = (x - mean) / scale
+            points = x
         if cfg.bandwidth == "scott":
             h = num_rows ** (-1.0 / (num_dims + 4))
         elif cfg.bandwidth == "silverman":
