@@ -138,7 +138,15 @@ def test_exact_likelihood_normalizes(case):
     assert math.isclose(float(density.sum() * cell), 1.0, abs_tol=1e-2)
 
 
-NEURAL = [c for c in CASES if issubclass(list_models()[c[0]].cls, NeuralModel)]
+def _model_class(name: str) -> type:
+    """The class of a registered model or of the model a preset configures."""
+    for model_name, entry in list_models().items():
+        if name == model_name or name in entry.presets:
+            return entry.cls
+    raise KeyError(name)
+
+
+NEURAL = [c for c in CASES if issubclass(_model_class(c[0]), NeuralModel)]
 
 
 @pytest.mark.parametrize("case", NEURAL[:2], ids=case_id)
