@@ -19,3 +19,4 @@ import genlab.families.flows.flows  # noqa: F401
 import genlab.families.flows.glow  # noqa: F401
 import genlab.families.gan.gan  # noqa: F401
 import genlab.families.vae.vae  # noqa: F401
+import genlab.families.vae.vqvae  # noqa: F401
