@@ -6,6 +6,8 @@ entry e_k, and a decoder maps the quantized grid z_q back to an image. Training 
 
     reconstruction(x, decoder(z_q)) + commitment * ||z_e - sg(z_q)||^2
 
+(each a mean over elements, as in the paper: mean squared error, or binary cross-entropy for
+binarized images)
 with the straight-through estimator z_q + (z_e - sg(z_e)) carrying the decoder's gradient to
 the encoder. The codebook is not trained by gradients: as in the paper's appendix (and Razavi
 et al. 2019), each entry is an exponential moving average of the encoder outputs assigned to it,
@@ -14,8 +16,8 @@ et al. 2019), each entry is an exponential moving average of the encoder outputs
     e_k = m_k / N~_k  (N~ Laplace-smoothed counts),
 
 applied in `after_step` from the statistics of the step's batch (summed over DDP ranks). Codes
-whose average count falls below `dead_code_threshold` are restarted at the batch's encoder
-outputs that the codebook fits worst (Dhariwal et al. 2020, "Jukebox"), so no entry stays unused.
+whose average count falls below `dead_code_threshold` are restarted at random encoder outputs
+of the batch (Dhariwal et al. 2020, "Jukebox"), so no entry stays unused.
 
 Sampling goes through a learned prior: a GPT from genlab's autoregressive family models the
 raster-ordered code grid, p(k_1..k_L) = prod_l p(k_l | k_<l), after a start token (one per class
@@ -61,9 +63,15 @@ class VQVAEConfig:
         num_codes: K, the codebook size.
         code_dim: D, the size of each code vector.
         commitment: beta, the weight of the commitment loss ||z_e - sg(z_q)||^2.
-        ema_decay: g, the decay of the codebook's moving averages.
-        dead_code_threshold: a code whose average count (per batch) falls below this is
-            restarted at a poorly fitted encoder output; 0 turns restarts off.
+        ema_decay: g, the decay of the codebook's moving averages. The paper's 0.99 left the
+            codebook lagging the encoder on mnist5k until the encoder collapsed onto a few
+            codes; 0.9 follows it (measured with the normalized codes below).
+        dead_code_threshold: a code chosen fewer times per batch than this, on average, is
+            restarted at a random encoder output of the batch; 0 turns restarts off.
+        normalize_codes: project encoder outputs and codes onto the unit sphere, so the
+            nearest code is the most cosine-similar one (Yu et al. 2022, "Vector-quantized
+            Image Modeling with Improved VQGAN"); it keeps the codebook in use where plain
+            Euclidean codes collapse onto a few entries early in training.
         decoder: "bernoulli" (logits; binarized images), "gaussian" (fixed std) or "auto":
             bernoulli for data with 2 levels, gaussian otherwise.
         decoder_std: the Gaussian decoder's std, in the images' [0, 1] units.
@@ -77,8 +85,9 @@ class VQVAEConfig:
     num_codes: int = 128
     code_dim: int = 32
     commitment: float = 0.25
-    ema_decay: float = 0.99
-    dead_code_threshold: float = 0.05
+    ema_decay: float = 0.9
+    dead_code_threshold: float = 1.0
+    normalize_codes: bool = True
     decoder: DecoderKind = "auto"
     decoder_std: float = 0.1
     conditional: bool = False
@@ -314,14 +323,18 @@ class VQVAE(NeuralModel):
         generator = torch.Generator().manual_seed(0)
         codebook = torch.randn(k, d, generator=generator)
         self.register_buffer("codebook", codebook)
-        self.register_buffer("cluster_size", torch.ones(k))
-        self.register_buffer("code_sum", codebook.clone())
+        # The averages start empty, so a code the first batches never choose falls below the
+        # dead-code threshold at once and restarts at data, instead of idling for hundreds of
+        # steps while its count decays (the codebook collapses in that time).
+        self.register_buffer("cluster_size", torch.zeros(k))
+        self.register_buffer("code_sum", torch.zeros(k, d))
         self.num_starts = spec.num_classes if config.conditional else 1
         length = self.grid[0] * self.grid[1] + 1  # start token + codes
         self.prior = _make_prior(config, k + self.num_starts, length)
         # Whether the codebook was started from encoder outputs: a buffer, so a resumed or
         # loaded model does not start it again.
         self.register_buffer("codebook_started", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
         self._pending: tuple[Tensor, Tensor, Tensor] | None = None
 
     @property
@@ -339,10 +352,15 @@ class VQVAE(NeuralModel):
     def _to_signed(self, x: Tensor) -> Tensor:
         return 2.0 * x - 1.0  # images [0, 1] -> [-1, 1] for the encoder
 
+    def _encode(self, x: Tensor) -> Tensor:
+        """Encoder outputs z_e (B, D, h, w), on the unit sphere when `normalize_codes`."""
+        z_e = self.encoder(self._to_signed(x))
+        return F.normalize(z_e, dim=1) if self.config.normalize_codes else z_e
+
     def encode(self, x: Tensor) -> Tensor:
         """Code indices of images x (B, C, H, W) in [0, 1]: int64 (B, h, w)."""
         with torch.no_grad():
-            z_e = self.encoder(self._to_signed(x.to(self.device, torch.float32)))
+            z_e = self._encode(x.to(self.device, torch.float32))
             return quantize(z_e.float(), self.codebook)[0]
 
     def decode(self, codes: Tensor) -> Tensor:
@@ -402,7 +420,7 @@ class VQVAE(NeuralModel):
 
     def loss(self, batch: Batch, *, key: str = "main") -> LossOutput:
         x = batch.x.to(self.device, torch.float32)
-        z_e = self.encoder(self._to_signed(x))  # (B, D, h, w)
+        z_e = self._encode(x)  # (B, D, h, w)
         if self.training and not bool(self.codebook_started):
             self._init_codebook(z_e.detach().float())
         codes, z_q, _ = quantize(z_e.detach().float(), self.codebook)
@@ -415,10 +433,19 @@ class VQVAE(NeuralModel):
         if key != "main":
             raise ConfigError(f"vqvae.loss: unknown key {key!r}; the keys are main and prior")
         z_st = z_e + (z_q.to(z_e.dtype) - z_e).detach()  # straight-through estimator
-        out = self.decoder(z_st)
-        recon = -self._log_px(x, out.float()).mean()
-        commit = (z_e.float() - z_q).pow(2).sum(1).mean()  # per code vector, summed over D
-        loss = recon + self.config.commitment * commit
+        out = self.decoder(z_st).float()
+        recon = -self._log_px(x, out).mean()  # nats per image, for the logs
+        # The paper's per-element means: with a sum over pixels (divided by the Gaussian's
+        # variance) the reconstruction outweighs the commitment term thousands of times, the
+        # encoder's outputs run away from the codebook and it collapses onto a few codes.
+        if self.decoder_kind == "bernoulli":
+            fit = F.binary_cross_entropy_with_logits(out, x)
+        else:
+            # Divided by the batch's pixel variance, as in the paper's code: the commitment
+            # term then weighs the same against the reconstruction whatever the data's scale.
+            fit = F.mse_loss(torch.sigmoid(out), x) / x.var().clamp_min(1e-6).detach()
+        commit = F.mse_loss(z_e.float(), z_q)
+        loss = fit + self.config.commitment * commit
         k = self.config.num_codes
         counts = torch.bincount(codes.flatten(), minlength=k).float()  # (K,)
         flat = z_e.detach().float().permute(0, 2, 3, 1).reshape(-1, self.config.code_dim)
@@ -447,8 +474,6 @@ class VQVAE(NeuralModel):
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.broadcast(start, src=0)  # one codebook on every rank
         self.codebook.copy_(start)
-        self.code_sum.copy_(start)
-        self.cluster_size.fill_(1.0)
         self.codebook_started.fill_(True)
 
     @torch.no_grad()
@@ -461,25 +486,33 @@ class VQVAE(NeuralModel):
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(counts)
             torch.distributed.all_reduce(sums)
-        self.codebook.copy_(
-            ema_codebook_update(
-                self.cluster_size, self.code_sum, counts, sums, self.config.ema_decay
-            )
+        updated = ema_codebook_update(
+            self.cluster_size, self.code_sum, counts, sums, self.config.ema_decay
         )
+        if self.config.normalize_codes:
+            updated = F.normalize(updated, dim=1)
+        # A code no batch has chosen yet keeps its vector (its average is still empty).
+        chosen = self.cluster_size > 0
+        self.codebook[chosen] = updated[chosen]
+        self.ema_updates += 1
         threshold = self.config.dead_code_threshold
-        dead = torch.nonzero(self.cluster_size < threshold).flatten()
+        # Bias-corrected as in Adam: the averages started at zero.
+        correction = 1.0 - self.config.ema_decay ** int(self.ema_updates)
+        dead = torch.nonzero(self.cluster_size / correction < threshold).flatten()
         if threshold > 0 and dead.numel():
-            # The worst-fitted vectors of this batch: deterministic, and the same on every rank
-            # only if the batch is, so under DDP rank 0's choice is broadcast.
-            _, _, error = quantize(flat.T[None, :, :, None], self.codebook)
-            worst = error.flatten().argsort(descending=True)[: dead.numel()]
-            fresh = flat[worst]
+            # Random vectors of this batch (Jukebox), drawn from a generator seeded with the
+            # update count, so a run is reproducible; under DDP rank 0's choice is broadcast.
+            draw = torch.Generator().manual_seed(int(self.ema_updates))
+            pick = torch.randperm(flat.shape[0], generator=draw)[: dead.numel()]
+            fresh = flat[pick.to(flat.device)].contiguous()
             if torch.distributed.is_available() and torch.distributed.is_initialized():
                 torch.distributed.broadcast(fresh, src=0)
             used = dead[: fresh.shape[0]]
+            # The restarted code's average counts as one batch's share of the vectors.
+            share = flat.shape[0] / self.config.num_codes
             self.codebook[used] = fresh
-            self.code_sum[used] = fresh
-            self.cluster_size[used] = 1.0
+            self.code_sum[used] = fresh * share
+            self.cluster_size[used] = share
 
     # -- sampling and likelihood ---------------------------------------------------------------
 
@@ -542,7 +575,7 @@ class VQVAE(NeuralModel):
             out = []
             for i in range(0, x.shape[0], batch_size):
                 xb = x[i : i + batch_size].to(self.device, torch.float32)
-                z_e = self.encoder(self._to_signed(xb)).float()
+                z_e = self._encode(xb).float()
                 codes, z_q, _ = quantize(z_e, self.codebook)
                 log_px = self._log_px(xb, self.decoder(z_q).float())
                 tokens = self._prior_tokens(codes, starts[i : i + batch_size])
