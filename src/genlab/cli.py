@@ -274,7 +274,10 @@ class _TextStream:
     def __call__(self, new_ids) -> None:
         from genlab.data.text import decode
 
-        self.ids.append(int(new_ids.reshape(-1)[0]))
+        first = int(new_ids.reshape(-1)[0])
+        if first < 0:  # PAD_ID: the first sample has stopped at a stop string
+            return
+        self.ids.append(first)
         text = decode(self.spec, self.ids)
         # A byte-level token may end inside a UTF-8 character: wait for the rest of it.
         if text.endswith("\ufffd"):

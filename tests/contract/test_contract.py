@@ -156,4 +156,6 @@ def test_fit_through_the_one_loop(case, tmp_path):
     model.fit(data, cfg, run_dir=tmp_path / "run")
     assert (tmp_path / "run" / "metrics.jsonl").exists()
     assert (tmp_path / "run" / "checkpoints" / "latest").exists()
-    assert (tmp_path / "run" / "samples" / "final.png").exists()
+    from genlab.data.writers import preview_suffix
+
+    assert (tmp_path / "run" / "samples" / f"final{preview_suffix(data.spec)}").exists()

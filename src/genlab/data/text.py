@@ -4,8 +4,12 @@
 (or a folder of .txt files) and returns:
 
 - `x`: int64 (N, block_size), the split's token stream cut into consecutive non-overlapping
-  blocks, the last partial block dropped. An autoregressive model predicts x[:, 1:] from
-  x[:, :-1], so each block gives block_size - 1 next-token targets.
+  blocks, the last partial block dropped. With `stride` < block_size the train split holds
+  overlapping windows instead, one starting every `stride` tokens (stride=1: every offset,
+  like nanoGPT's random-offset batches; a view of the stream, so no memory is copied); the
+  test split stays non-overlapping, so each test token is scored once. An autoregressive
+  model predicts x[:, 1:] from x[:, :-1], so each block gives block_size - 1 next-token
+  targets.
 - `info["tokens"]`: int64 (L,), the split's whole token stream, for models that draw blocks at
   random offsets instead (nanoGPT-style); `info["char_span"]`: the split's (start, stop)
   character positions in the text; `info["files"]`: the files read.
@@ -52,6 +56,9 @@ from genlab.data.tokenizers import (
 )
 
 TEXT_SUFFIX = ".txt"
+#: fills the positions of a generated sequence after it stopped (a stop string was produced
+#: while other rows of the batch went on); `decode_batch` drops it
+PAD_ID = -1
 
 
 def _text_files(folder: Path) -> list[Path]:
@@ -170,6 +177,7 @@ def text(
     block_size: int = 128,
     train_fraction: float = 0.9,
     unknown: str = "error",
+    stride: int | None = None,
 ) -> Dataset:
     """A UTF-8 text file (or a folder of .txt files) as int64 token blocks.
 
@@ -183,12 +191,22 @@ def text(
         train_fraction: the train part's share of the characters, strictly in (0, 1).
         unknown: for char, what to do with test characters the train part lacks: "error",
             "unk" (one extra id) or "skip" (drop them).
+        stride: for the train split, tokens between the starts of consecutive windows, in
+            [1, block_size]; None (the default) is block_size: non-overlapping blocks.
 
     Returns:
         Dataset with x int64 (N, block_size) of consecutive non-overlapping blocks of the
-        split's token stream, and `info["tokens"]` that whole stream, int64 (L,).
+        split's token stream (train windows every `stride` tokens when given), and
+        `info["tokens"]` that whole stream, int64 (L,).
     """
     _check_options(tokenizer, block_size, train_fraction, unknown)
+    if stride is not None and (
+        isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= block_size
+    ):
+        raise DataError(
+            f"data set text: stride must be an integer in [1, block_size={block_size}] (or "
+            f"None for non-overlapping blocks), got {stride!r}"
+        )
     full_text, name, files = read_text(path)
     num_train = math.floor(train_fraction * len(full_text))
     parts = {"train": (0, num_train), "test": (num_train, len(full_text))}
@@ -216,8 +234,11 @@ def text(
         )
 
     tokens = streams[split]
-    num_blocks = len(tokens) // block_size
-    x = tokens[: num_blocks * block_size].reshape(num_blocks, block_size).clone()
+    if split == "train" and stride is not None and stride != block_size:
+        x = tokens.unfold(0, block_size, stride)  # (N, block_size), a view of the stream
+    else:
+        num_blocks = len(tokens) // block_size
+        x = tokens[: num_blocks * block_size].reshape(num_blocks, block_size).clone()
     spec = DataSpec(
         modality="text",
         shape=(block_size,),
@@ -261,8 +282,11 @@ def decode(spec: DataSpec, ids: Iterable[int] | Tensor) -> str:
 
 
 def decode_batch(spec: DataSpec, x: Tensor) -> list[str]:
-    """The texts of a batch of token ids, int64 (B, T) (e.g. a model's samples)."""
+    """The texts of a batch of token ids, int64 (B, T) (e.g. a model's samples).
+
+    `PAD_ID` (-1) entries, which pad generated rows that stopped early, are dropped.
+    """
     if x.dim() != 2:
         raise DataError(f"decode_batch takes token ids (B, T), got shape {tuple(x.shape)}")
     tok = _spec_tokenizer(spec)
-    return [tok.decode(row) for row in x.tolist()]
+    return [tok.decode([i for i in row if i != PAD_ID]) for row in x.tolist()]

@@ -116,6 +116,19 @@ def _write_csv(x: Tensor, spec: DataSpec, path: Path) -> None:
     _atomic_replace(path, write)
 
 
+def preview_suffix(spec: DataSpec) -> str:
+    """The file type for a run's sample previews: a picture where there is one, else data.
+
+    ".png" for images and 2-D points, ".txt" for text, ".npy" for everything else (series,
+    tables and points of other sizes).
+    """
+    if spec.modality == "image" or (spec.modality == "points" and spec.shape == (2,)):
+        return ".png"
+    if spec.modality == "text" and spec.tokenizer is not None:
+        return ".txt"
+    return ".npy"
+
+
 def write_samples(
     x: Tensor,
     spec: DataSpec,

@@ -259,6 +259,7 @@ def fit(
     def write_samples(tag: str) -> None:
         if writer_dir is None or config.num_samples == 0:
             return
+        from genlab.data.writers import preview_suffix
         from genlab.data.writers import write_samples as write
 
         # Sampling must not move the training RNG, or a resumed run would differ.
@@ -270,7 +271,7 @@ def fit(
                     cond=preview_cond(model, config.num_samples, device),
                 )
         model.train()
-        write(x.cpu(), model.spec, writer_dir / "samples" / f"{tag}.png")
+        write(x.cpu(), model.spec, writer_dir / "samples" / f"{tag}{preview_suffix(model.spec)}")
 
     progress = _progress_bar(config, step) if dist_info.is_main else None
     start_time = time.perf_counter()

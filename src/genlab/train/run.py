@@ -176,13 +176,13 @@ def _apply(sections: dict[str, dict[str, Any]], overrides) -> dict[str, dict[str
 def _write_final_samples(model, train_cfg: TrainConfig, out: Path) -> None:
     import torch
 
-    from genlab.data.writers import write_samples
+    from genlab.data.writers import preview_suffix, write_samples
 
     if train_cfg.num_samples:
         x = model.sample(
             train_cfg.num_samples, generator=torch.Generator().manual_seed(train_cfg.seed)
         )
-        write_samples(x, model.spec, out / "samples" / "final.png")
+        write_samples(x, model.spec, out / "samples" / f"final{preview_suffix(model.spec)}")
 
 
 def load_run(run_dir: str | Path) -> tuple[Any, dict[str, Any], DataSpec]:
