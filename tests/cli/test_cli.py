@@ -319,3 +319,56 @@ def test_inpainting_inputs_checks_sizes(tmp_path):
     (tmp_path / "bad.png").write_text("not a png")
     with pytest.raises(ConfigError, match="not a readable image"):
         _inpainting_inputs(tmp_path / "bad.png", tmp_path / "mask.png", spec)
+
+
+def test_gpt_train_and_sample_text_with_prompt_and_stream(run_cli, tmp_path):
+    text = tmp_path / "tiny.txt"
+    text.write_text("the cat sat on the mat. the dog sat on the log. " * 40)
+    out = tmp_path / "gpt"
+    code, _, err = run_cli(
+        "train",
+        "gpt",
+        "--data",
+        text,
+        "--set",
+        "data.block_size=16",
+        "--set",
+        "model.num_layers=1",
+        "--set",
+        "model.dim=16",
+        "--set",
+        "model.num_heads=2",
+        "--set",
+        "train.steps=5",
+        "--set",
+        "train.batch_size=8",
+        "--set",
+        "train.num_samples=2",
+        "--out",
+        out,
+    )
+    assert code == 0, err
+    assert (out / "samples" / "final.txt").exists()
+    code, printed, err = run_cli(
+        "sample",
+        out,
+        "-n",
+        "2",
+        "--prompt",
+        "the c",
+        "--max-new-tokens",
+        "8",
+        "--top-k",
+        "3",
+        "--stream",
+        "--out",
+        tmp_path / "s.txt",
+    )
+    assert code == 0, err
+    written = (tmp_path / "s.txt").read_text()
+    assert written.startswith("the c") and written.count("the c") == 2
+    first = written.split("\n\n----------\n\n")[0]
+    assert first[len("the c") :] in printed  # the first sample was streamed as it grew
+    assert "unknown" not in err
+    message = _error(run_cli, "sample", out, "--prompt", "Z!", "--out", tmp_path / "z.txt")
+    assert "'Z'" in message and "byte" in message  # names the character and the fix
