@@ -249,6 +249,9 @@ def _prior_gpt_config(config: VQVAEConfig) -> dict:
         "num_heads": config.prior_heads,
         "dim": config.prior_dim,
         "dropout": config.prior_dropout,
+        # Zero-initialized residual projections would leave the first layers without a
+        # gradient on the first step; the prior is small enough to train without them.
+        "zero_init_residual": False,
     }
 
 
