@@ -37,17 +37,6 @@ TINY: dict[str, list[tuple[dict, str, dict]]] = {
     ],
     "hmm": [({"n_states": 2, "n_iter": 5}, "statsmodels", {"dataset": "nile", "window": 8})],
     "bayesnet": [({"structure": "chow_liu", "num_bins": 5}, "adult", {"test_fraction": 0.9})],
-    "realnvp": [({"num_layers": 2, "hidden": (16,)}, "moons", {"num_samples": 300})],
-    "maf": [({"num_layers": 2, "hidden": (16,)}, "moons", {"num_samples": 300})],
-    "iaf": [({"num_layers": 2, "hidden": (16,)}, "moons", {"num_samples": 300})],
-    "nsf": [
-        ({"num_layers": 2, "hidden": (16,), "bins": 4}, "moons", {"num_samples": 300}),
-        (
-            {"num_layers": 2, "hidden": (16,), "bins": 4, "kind": "autoregressive"},
-            "8gaussians",
-            {"num_samples": 300},
-        ),
-    ],
     "vae": [
         ({"hidden": (16,), "latent_dim": 2, "dropout": 0.1}, "moons", {"num_samples": 300}),
         ({"hidden": (32,), "latent_dim": 3, "conditional": True}, "digits", {}),

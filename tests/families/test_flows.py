@@ -18,6 +18,15 @@ D = 5
 CONTEXT = 3
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Small convolutions gain nothing from threads, and on shared cores they contend badly.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _gaussian(n: int, dim: int = D) -> torch.Tensor:
     return 2.0 * torch.randn(
         n, dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64
@@ -38,55 +47,127 @@ def _channels(n: int) -> torch.Tensor:
     return torch.randn(n, 3, 1, 2, generator=g, dtype=torch.float64)  # D = 6
 
 
-# (id, factory, input sampler, context_dim): one contract over every transform (zuko-style)
+def _pictures(n: int, channels: int = 2) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, channels, 2, 4, generator=g, dtype=torch.float64)  # D = 8 C
+
+
+def _unit_pictures(n: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(n, 2, 2, 2, generator=g, dtype=torch.float64)
+
+
+SPATIAL = (3, 2, 4)  # a feature-map context (E, H, W) for the (B, C, 2, 4) pictures
+
+
+def _split_inner() -> T.Transform:
+    # the kept 2 of 4 channels: one checkerboard coupling, then flat
+    return T.Compose(
+        T.ImageCoupling(2, T.Affine(), 4, mask="checkerboard", context_shape=(CONTEXT,)),
+        T.Flatten((2, 2, 4)),
+    )
+
+
+# (id, factory, input sampler, context shape): one contract over every transform (zuko-style)
 FACTORIES = [
-    ("affine_coupling", lambda: T.affine_coupling(D, (16,)), _gaussian, 0),
+    ("affine_coupling", lambda: T.affine_coupling(D, (16,)), _gaussian, ()),
     (
         "affine_coupling_alt",
         lambda: T.affine_coupling(D, (16,), mask="alternate", parity=True),
         _gaussian,
-        0,
+        (),
     ),
     (
         "affine_coupling_ctx",
         lambda: T.affine_coupling(D, (16,), context_dim=CONTEXT),
         _gaussian,
-        CONTEXT,
+        (CONTEXT,),
     ),
-    ("spline_coupling", lambda: T.spline_coupling(D, (16,), bins=4, tail_bound=3.0), _gaussian, 0),
+    ("spline_coupling", lambda: T.spline_coupling(D, (16,), bins=4, tail_bound=3.0), _gaussian, ()),
     (
         "spline_coupling_ctx",
         lambda: T.spline_coupling(D, (16,), context_dim=CONTEXT),
         _gaussian,
-        CONTEXT,
+        (CONTEXT,),
     ),
-    ("maf", lambda: T.masked_affine_autoregressive(D, (16, 16)), _gaussian, 0),
+    ("maf", lambda: T.masked_affine_autoregressive(D, (16, 16)), _gaussian, ()),
     (
         "maf_ctx",
         lambda: T.masked_affine_autoregressive(D, (16,), context_dim=CONTEXT),
         _gaussian,
-        CONTEXT,
+        (CONTEXT,),
     ),
-    ("iaf", lambda: T.Inverse(T.masked_affine_autoregressive(D, (16,))), _gaussian, 0),
+    ("iaf", lambda: T.Inverse(T.masked_affine_autoregressive(D, (16,))), _gaussian, ()),
     (
         "spline_ar",
         lambda: T.masked_spline_autoregressive(D, (16,), bins=5, tail_bound=3.0),
         _gaussian,
-        0,
+        (),
     ),
     (
         "spline_ar_ctx",
         lambda: T.masked_spline_autoregressive(D, (16,), context_dim=CONTEXT),
         _gaussian,
-        CONTEXT,
+        (CONTEXT,),
     ),
-    ("actnorm", lambda: T.ActNorm(D), _gaussian, 0),
-    ("permutation", lambda: T.Permutation(D, seed=3), _gaussian, 0),
-    ("reverse", lambda: T.Permutation(D, reverse=True), _gaussian, 0),
-    ("logit", lambda: T.Logit(alpha=0.05), _unit, 0),
-    ("conv1x1", lambda: T.InvertibleConv1x1(3, seed=2), _channels, 0),
-    ("conv1x1_vector", lambda: T.InvertibleConv1x1(D), _gaussian, 0),
-    ("squeeze", lambda: T.Squeeze(), _image, 0),
+    ("actnorm", lambda: T.ActNorm(D), _gaussian, ()),
+    ("actnorm_image", lambda: T.ActNorm(2), _pictures, ()),
+    ("permutation", lambda: T.Permutation(D, seed=3), _gaussian, ()),
+    ("reverse", lambda: T.Permutation(D, reverse=True), _gaussian, ()),
+    ("logit", lambda: T.Logit(alpha=0.05), _unit, ()),
+    ("logit_image", lambda: T.Logit(alpha=0.05), _unit_pictures, ()),
+    ("shift", lambda: T.Shift(-0.5), _pictures, ()),
+    ("flatten", lambda: T.Flatten((2, 2, 4)), _pictures, ()),
+    ("conv1x1", lambda: T.InvertibleConv1x1(3, seed=2), _channels, ()),
+    ("conv1x1_vector", lambda: T.InvertibleConv1x1(D), _gaussian, ()),
+    ("squeeze", lambda: T.Squeeze(), _image, ()),
+    (
+        "checkerboard_affine",
+        lambda: T.ImageCoupling(2, T.Affine(), 4, mask="checkerboard"),
+        _pictures,
+        (),
+    ),
+    (
+        "checkerboard_affine_odd",
+        lambda: T.ImageCoupling(3, T.Affine(), 4, mask="checkerboard", parity=True),
+        lambda n: _pictures(n, 3),
+        (),
+    ),
+    (
+        "checkerboard_spline_ctx",
+        lambda: T.ImageCoupling(
+            2, T.RationalQuadratic(4, 3.0), 4, mask="checkerboard", context_shape=(CONTEXT,)
+        ),
+        _pictures,
+        (CONTEXT,),
+    ),
+    (
+        "channel_affine_ctx",
+        lambda: T.ImageCoupling(
+            4, T.Affine(), 4, mask="channel", parity=True, context_shape=(CONTEXT,)
+        ),
+        lambda n: _pictures(n, 4),
+        (CONTEXT,),
+    ),
+    (
+        "channel_additive",
+        lambda: T.ImageCoupling(4, T.Additive(), 4, mask="channel"),
+        lambda n: _pictures(n, 4),
+        (),
+    ),
+    (
+        "checkerboard_spatial_ctx",
+        lambda: T.ImageCoupling(2, T.Affine(), 4, mask="checkerboard", context_shape=SPATIAL),
+        _pictures,
+        SPATIAL,
+    ),
+    (
+        "split",
+        lambda: T.Split((4, 2, 4), _split_inner(), context_dim=CONTEXT),
+        lambda n: _pictures(n, 4),
+        (CONTEXT,),
+    ),
+    ("context_affine", lambda: T.ContextAffine(D, CONTEXT), _gaussian, (CONTEXT,)),
     (
         "compose",
         lambda: T.Compose(
@@ -96,7 +177,18 @@ FACTORIES = [
             T.spline_coupling(D, (16,), parity=True, context_dim=CONTEXT),
         ),
         _gaussian,
-        CONTEXT,
+        (CONTEXT,),
+    ),
+    (
+        "glow_step",
+        lambda: T.Compose(
+            T.Squeeze(),
+            T.ActNorm(8),
+            T.InvertibleConv1x1(8, seed=3),
+            T.ImageCoupling(8, T.Affine(), 4, mask="channel"),
+        ),
+        _pictures,
+        (),
     ),
 ]
 
@@ -109,11 +201,11 @@ def _randomize(t: torch.nn.Module) -> None:
             p.copy_(0.5 * torch.randn(p.shape, generator=g, dtype=p.dtype))
 
 
-def _build(factory, sampler, context_dim):
+def _build(factory, sampler, context_shape):
     torch.manual_seed(0)
     t = factory().double()
     x = sampler(64)
-    ctx = torch.randn(64, context_dim, dtype=torch.float64) if context_dim else None
+    ctx = torch.randn(64, *context_shape, dtype=torch.float64) if context_shape else None
     t.train()
     t(x, ctx)  # data-dependent initialization (ActNorm)
     _randomize(t)
@@ -122,10 +214,10 @@ def _build(factory, sampler, context_dim):
 
 
 @pytest.mark.parametrize(
-    "factory,sampler,context_dim", [f[1:] for f in FACTORIES], ids=[f[0] for f in FACTORIES]
+    "factory,sampler,context_shape", [f[1:] for f in FACTORIES], ids=[f[0] for f in FACTORIES]
 )
-def test_inverse_round_trip(factory, sampler, context_dim):
-    t, x, ctx = _build(factory, sampler, context_dim)
+def test_inverse_round_trip(factory, sampler, context_shape):
+    t, x, ctx = _build(factory, sampler, context_shape)
     z, ladj = t(x, ctx)
     x_back, ladj_inv = t.inverse(z, ctx)
     assert z.numel() == x.numel() and ladj.shape == (x.shape[0],)
@@ -134,10 +226,10 @@ def test_inverse_round_trip(factory, sampler, context_dim):
 
 
 @pytest.mark.parametrize(
-    "factory,sampler,context_dim", [f[1:] for f in FACTORIES], ids=[f[0] for f in FACTORIES]
+    "factory,sampler,context_shape", [f[1:] for f in FACTORIES], ids=[f[0] for f in FACTORIES]
 )
-def test_log_det_matches_autograd(factory, sampler, context_dim):
-    t, x, ctx = _build(factory, sampler, context_dim)
+def test_log_det_matches_autograd(factory, sampler, context_shape):
+    t, x, ctx = _build(factory, sampler, context_shape)
     for i in range(3):
         xi = x[i : i + 1]
         ci = None if ctx is None else ctx[i : i + 1]
@@ -152,21 +244,24 @@ def test_log_det_matches_autograd(factory, sampler, context_dim):
 
 
 @pytest.mark.parametrize(
-    "factory,sampler,context_dim",
+    "factory,sampler,context_shape",
     [f[1:] for f in FACTORIES if f[3]],
     ids=[f[0] for f in FACTORIES if f[3]],
 )
-def test_wrong_context_raises(factory, sampler, context_dim):
-    t, x, _ = _build(factory, sampler, context_dim)
+def test_wrong_context_raises(factory, sampler, context_shape):
+    t, x, ctx = _build(factory, sampler, context_shape)
+    z, _ = t(x, ctx)
+    wider = (context_shape[0] + 1, *context_shape[1:])
     for bad in (
         None,
-        torch.zeros(64, context_dim + 1, dtype=torch.float64),
-        torch.zeros(3, context_dim),
+        torch.zeros(64, *wider, dtype=torch.float64),
+        torch.zeros(3, *context_shape, dtype=torch.float64),
+        torch.zeros(64, 1, *context_shape, dtype=torch.float64),
     ):
         with pytest.raises(DataError, match="context"):
             t(x, bad)
         with pytest.raises(DataError, match="context"):
-            t.inverse(x, bad)
+            t.inverse(z, bad)
 
 
 @pytest.mark.parametrize("dim", [2, 3, 7])
@@ -214,6 +309,84 @@ def test_spline_is_identity_at_zero_params_and_outside_the_bound():
     outside = x.abs() > 2.0
     assert torch.equal(y[outside], x[outside]) and (ladj[outside] == 0).all()
     assert (y[~outside].abs() <= 2.0 + 1e-12).all()
+
+
+def test_image_coupling_masks_pass_the_right_values_through():
+    x = torch.randn(2, 4, 4, 6)
+    for parity in (False, True):
+        t = T.ImageCoupling(4, T.Affine(), 8, mask="checkerboard", parity=parity)
+        _randomize(t)
+        y, _ = t(x)
+        keep = T.checkerboard_mask(4, 6, parity).expand_as(x)
+        assert keep[0, 0, 0, 0].item() is (not parity) and keep.float().mean() == 0.5
+        assert torch.equal(y[keep], x[keep]) and (y[~keep] != x[~keep]).all()
+        t = T.ImageCoupling(4, T.Affine(), 8, mask="channel", parity=parity)
+        _randomize(t)
+        y, _ = t(x)
+        same, changed = (slice(2, 4), slice(0, 2)) if parity else (slice(0, 2), slice(2, 4))
+        assert torch.equal(y[:, same], x[:, same]) and (y[:, changed] != x[:, changed]).all()
+
+
+def test_image_transforms_reject_bad_shapes_and_odd_channel_masks():
+    with pytest.raises(ConfigError, match="3 channels"):
+        T.ImageCoupling(3, T.Affine(), 8, mask="channel")
+    with pytest.raises(ConfigError, match="mask"):
+        T.ImageCoupling(4, T.Affine(), 8, mask="half")
+    t = T.ImageCoupling(4, T.Affine(), 8)
+    with pytest.raises(DataError, match=r"\(B, 4, H, W\)"):
+        t(torch.zeros(2, 5, 4, 4))
+    with pytest.raises(DataError, match=r"\(B, 4, H, W\)"):
+        t(torch.zeros(2, 16))
+    with pytest.raises(DataError, match="InvertibleConv1x1"):
+        T.InvertibleConv1x1(4)(torch.zeros(2, 3, 4, 4))
+    with pytest.raises(DataError, match="ActNorm"):
+        T.ActNorm(4)(torch.zeros(2, 3, 4, 4))
+    split = T.Split((4, 2, 2), T.Flatten((2, 2, 2)))
+    with pytest.raises(DataError, match="Split"):
+        split(torch.zeros(2, 3, 2, 2))
+    with pytest.raises(DataError, match="Split"):
+        split.inverse(torch.zeros(2, 15))
+    with pytest.raises(DataError, match="Flatten"):
+        T.Flatten((2, 2, 2)).inverse(torch.zeros(2, 7))
+    with pytest.raises(ConfigError, match="2 or more channels"):
+        T.Split((1, 2, 2), T.Flatten((1, 2, 2)))
+
+
+def test_split_factors_out_half_with_its_prior():
+    # the factored half leaves unchanged apart from its prior's affine map; the rest is inner's
+    inner = T.Flatten((2, 2, 2))
+    split = T.Split((4, 2, 2), inner)
+    _randomize(split)
+    x = torch.randn(3, 4, 2, 2, dtype=torch.float64)
+    split.double()
+    z, ladj = split(x)
+    assert z.shape == (3, 16)
+    torch.testing.assert_close(z[:, 8:], x[:, :2].flatten(1))
+    params = split._params(x[:, :2], None)
+    eps, expected = T.Affine()(x[:, 2:], params, inverse=False)
+    torch.testing.assert_close(z[:, :8], eps.flatten(1))
+    torch.testing.assert_close(ladj, expected.flatten(1).sum(1))
+
+
+def test_variational_dequantizer_log_q_matches_autograd():
+    deq = T.VariationalDequantization((2, 2, 2), hidden_channels=4, num_layers=2).double()
+    _randomize(deq)
+    k = torch.randint(0, 4, (3, 2, 2, 2)).double()
+    g = torch.Generator().manual_seed(5)
+    u, log_q = deq(k, 4, torch.Generator().manual_seed(5))
+    assert ((u > 0) & (u < 1)).all() and log_q.shape == (3,)
+    eps = torch.randn(k.shape, generator=g, dtype=torch.float64)
+    features = deq.encoder(k / 3 - 0.5)
+    for i in range(3):
+
+        def to_u(e, i=i):
+            return torch.sigmoid(deq.flow(e, features[i : i + 1])[0])
+
+        jac = torch.autograd.functional.jacobian(to_u, eps[i : i + 1]).reshape(8, 8)
+        normal = torch.distributions.Normal(0.0, 1.0).log_prob(eps[i]).sum()
+        torch.testing.assert_close(log_q[i], normal - torch.linalg.slogdet(jac)[1])
+    u2, _ = T.UniformDequantization()(k, 4, torch.Generator().manual_seed(5))
+    assert ((u2 >= 0) & (u2 < 1)).all() and u2.dtype == torch.float64
 
 
 def test_made_is_autoregressive():
@@ -373,8 +546,12 @@ def test_bad_configs_raise(name, cfg, match):
 
 @pytest.mark.parametrize("name", ["realnvp", "maf", "iaf", "nsf"])
 def test_images_and_unlabelled_conditioning_raise(name):
-    with pytest.raises(ConfigError, match="glow"):
-        genlab.create(name, spec=DataSpec("image", (1, 8, 8), name="digits", num_classes=10))
+    images = DataSpec("image", (1, 8, 8), name="digits", num_classes=10, discrete_levels=17)
+    if name == "realnvp":
+        assert genlab.create(name, spec=images, num_scales=2).is_image
+    else:
+        with pytest.raises(ConfigError, match="glow"):
+            genlab.create(name, spec=images)
     with pytest.raises(ConfigError, match="labelled"):
         genlab.create(name, spec=DataSpec("points", (2,), name="moons"), conditional=True)
     model = genlab.create(name, spec=DataSpec("points", (2,), name="moons"), num_layers=1)

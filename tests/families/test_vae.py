@@ -24,6 +24,16 @@ LINE = DataSpec(modality="points", shape=(1,), name="line")
 TINY = dict(latent_dim=3, hidden=(16,), conv_channels=(4, 8), label_dim=4)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny networks: a second intra-op thread only adds synchronisation, which on a loaded
+    # machine makes each small matrix product orders of magnitude slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def make(spec: DataSpec, seed: int = 0, **overrides) -> VAE:
     torch.manual_seed(seed)
     return VAE(VAEConfig(**{**TINY, **overrides}), spec)
@@ -346,3 +356,153 @@ def test_plain_adamw_training_reduces_the_loss_on_moons():
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
     assert math.isfinite(last)
     assert last < first - 0.4, (first, last)
+
+
+# ---- KL annealing and free bits ---------------------------------------------------------------
+
+
+def test_kl_warmup_weight_follows_the_step_and_is_saved(tmp_path):
+    model = make(POINTS, beta=2.0, kl_warmup_steps=10)
+    assert model.kl_weight() == 0.0
+    batch = point_batch()
+    torch.manual_seed(0)
+    out = model.loss(batch)
+    assert out.logs["kl_weight"] == 0.0
+    assert out.loss.item() == pytest.approx(out.logs["recon"], rel=1e-6)  # KL weighs nothing yet
+    model.after_step(5)
+    assert model.kl_weight() == pytest.approx(1.0)  # beta * 5 / 10
+    torch.manual_seed(0)
+    out = model.loss(batch)
+    assert out.loss.item() == pytest.approx(out.logs["recon"] + 1.0 * out.logs["kl"], rel=1e-6)
+    model.after_step(25)
+    assert model.kl_weight() == 2.0  # capped at beta
+    model.save(tmp_path / "m")
+    assert genlab.load(tmp_path / "m").kl_weight() == 2.0
+    # without annealing the saved state has no step counter (older saves still load)
+    assert "kl_step" not in make(POINTS).state_dict()
+
+
+def test_kl_warmup_through_the_training_loop():
+    from genlab.data.dataset import Dataset
+
+    data = Dataset(torch.randn(64, 2, generator=torch.Generator().manual_seed(0)), POINTS)
+    model = make(POINTS, kl_warmup_steps=8)
+    result = model.fit(data, genlab.TrainConfig(steps=4, batch_size=16, progress=False))
+    assert int(model.kl_step) == 4 and model.kl_weight() == pytest.approx(0.5)
+    assert result is model
+
+
+def test_free_bits_clamps_each_group_and_stops_posterior_collapse():
+    model = make(POINTS, latent_dim=4, free_bits=0.5, free_bits_group=2)
+    torch.manual_seed(0)
+    out = model.loss(point_batch())
+    # an untrained encoder's KL per group is far below 0.5 nats: each group costs exactly 0.5
+    assert out.logs["kl"] < 0.5
+    assert out.logs["kl_free_bits"] == pytest.approx(2 * 0.5)
+    assert out.loss.item() == pytest.approx(out.logs["recon"] + 1.0, rel=1e-6)
+
+    x, _ = make_moons(n_samples=512, noise=0.05, random_state=0)
+    x = torch.as_tensor(x, dtype=torch.float32)
+    kls = {}
+    for free_bits in (0.0, 0.5):
+        model = make(POINTS, latent_dim=4, hidden=(32, 32), beta=8.0, free_bits=free_bits)
+        train(model, x, steps=200, lr=1e-2)
+        mean, log_var = model.encode(x)
+        kls[free_bits] = (0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var)).mean(0)
+    # beta = 8 collapses every dimension onto the prior (measured KL ~1e-5 nats in total);
+    # with 0.5 free nats per dimension the posterior keeps about that much information.
+    assert kls[0.0].sum() < 0.01
+    assert kls[0.5].sum() > 1.0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"kl_warmup_steps": -1}, "kl_warmup_steps"),
+        ({"free_bits": -0.5}, "free_bits"),
+        ({"latent_dim": 3, "free_bits_group": 2}, "free_bits_group"),
+        ({"iwae_k": 4, "free_bits": 0.5}, "iwae_k"),
+        ({"iwae_k": 4, "kl_warmup_steps": 10}, "iwae_k"),
+    ],
+)
+def test_bad_annealing_and_free_bits_configs_raise(overrides, key):
+    with pytest.raises(ConfigError, match=key):
+        VAEConfig(**overrides)
+
+
+# ---- classes never seen in training -----------------------------------------------------------
+
+
+def test_sampling_a_class_never_seen_in_training_raises(tmp_path):
+    model = make(DIGITS, conditional=True)
+    # untrained: nothing counted, every class in range may be sampled
+    model.sample(2, cond={"label": torch.tensor([4, 7])})
+    g = torch.Generator().manual_seed(0)
+    batch = Batch(torch.rand(12, 1, 8, 8, generator=g), {"label": torch.arange(12) % 3})
+    model.loss(batch)
+    assert model.trained_classes().tolist() == [0, 1, 2]
+    model.sample(3, cond={"label": torch.tensor([0, 1, 2])})
+    with pytest.raises(DataError, match=r"never saw classes 4, 7 in training \(it saw 0, 1, 2\)"):
+        model.sample(3, cond={"label": torch.tensor([0, 4, 7])})
+    # evaluation-mode losses do not count
+    model.eval()
+    model.loss(Batch(batch.x, {"label": torch.full((12,), 5)}))
+    assert model.trained_classes().tolist() == [0, 1, 2]
+    # the counts are saved; a model saved without them loads and checks nothing
+    model.save(tmp_path / "m")
+    with pytest.raises(DataError, match="never saw class 5"):
+        genlab.load(tmp_path / "m").sample(1, cond={"label": torch.tensor([5])})
+    state = {k: v for k, v in model.export_state().items() if k != "label_counts"}
+    old = make(DIGITS, conditional=True)
+    old.import_state(state)
+    assert old.trained_classes() is None
+
+
+# ---- latent interpolation and traversal -------------------------------------------------------
+
+
+def test_interpolation_ends_reconstruct_the_inputs_and_slerp_keeps_norms(tmp_path):
+    from genlab.families.vae import plots
+
+    model = make(DIGITS, conditional=True)
+    x = image_batch(4).x
+    labels = torch.tensor([1, 2])
+    for path in ("slerp", "linear"):
+        rows = plots.interpolate(
+            model, x[:2], x[2:], num_steps=5, path=path, cond={"label": labels}
+        )
+        assert rows.shape == (2, 5, 1, 8, 8)
+        torch.testing.assert_close(rows[:, 0], model.reconstruct(x[:2], cond={"label": labels}))
+        torch.testing.assert_close(rows[:, -1], model.reconstruct(x[2:], cond={"label": labels}))
+    z_a, z_b = torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 4.0]])
+    z = plots.slerp(z_a, z_b, torch.linspace(0, 1, 5))
+    torch.testing.assert_close(z.norm(dim=-1), torch.tensor([[2.0, 2.5, 3.0, 3.5, 4.0]]))
+    torch.testing.assert_close(z[0, 2] / z[0, 2].norm(), torch.tensor([1.0, 1.0]) / math.sqrt(2))
+    out = plots.plot_interpolation(
+        model, x[0], x[1], tmp_path / "interp.png", cond={"label": labels[:1]}
+    )
+    assert out.exists() and out.stat().st_size > 0
+
+
+def test_traversal_sweeps_one_dimension_at_a_time(tmp_path):
+    from genlab.families.vae import plots
+
+    model = make(POINTS, latent_dim=3)
+    x = point_batch(32).x
+    rows, dims = plots.traverse(model, x, num_dims=2, span=2.0, num_steps=3)
+    order, kl = plots.active_dimensions(model, x)
+    assert dims == order[:2].tolist() and bool((kl[:-1] >= kl[1:]).all())
+    z0, _ = model.encode(x[:1])
+    for row, d in enumerate(dims):
+        for col, value in enumerate((-2.0, 0.0, 2.0)):
+            z = z0.clone()
+            z[0, d] = value
+            torch.testing.assert_close(rows[row, col], model.decode(z)[0])
+    rows, dims = plots.traverse(model, dims=[2], num_steps=4)  # from z = 0
+    assert rows.shape == (1, 4, 2) and dims == [2]
+    assert plots.plot_traversal(model, tmp_path / "t.png", x, reference=x).exists()
+    assert plots.plot_interpolation(model, x[:2], x[2:4], tmp_path / "i.png", reference=x).exists()
+    with pytest.raises(ConfigError, match="dims"):
+        plots.traverse(model, dims=[3])
+    with pytest.raises(ConfigError, match="num_steps"):
+        plots.interpolate(model, x[:1], x[1:2], num_steps=1)

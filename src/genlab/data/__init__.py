@@ -98,7 +98,7 @@ def load(name_or_path: str, split: str = "train", **options: Any) -> Dataset:
 
 
 # Importing the source modules registers them.
-from genlab.data import image_files, images, sequences, tables, text, toys  # noqa: E402,F401
+from genlab.data import audio, image_files, images, sequences, tables, text, toys  # noqa: E402,F401
 
 __all__ = [
     "SOURCES",

@@ -10,6 +10,13 @@ through the reparameterization z = mean + std * eps, eps ~ N(0, I); the KL term 
 The variants are config options, not subclasses:
 
 - `beta` (Higgins et al., "beta-VAE", ICLR 2017) weights the KL term of the training loss.
+- `kl_warmup_steps` (KL annealing; Bowman et al., "Generating Sentences from a Continuous
+  Space", CoNLL 2016) raises that weight linearly from 0 to `beta` over the first N steps, so
+  the decoder learns to use z before the KL term pulls q(z|x) onto the prior.
+- `free_bits` (Kingma et al., "Improved Variational Inference with Inverse Autoregressive
+  Flow", NeurIPS 2016) replaces the KL term by sum_g max(lambda, E_batch[KL_g]) over groups of
+  `free_bits_group` latent dimensions: a group's first lambda nats of KL are free, so the
+  optimizer has no incentive to collapse it onto the prior (posterior collapse).
 - `iwae_k > 1` (Burda et al., "Importance Weighted Autoencoders", ICLR 2016) trains on
 
       IWAE_k(x) = E[log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x)],   z_1..z_k ~ q(z|x),
@@ -17,9 +24,11 @@ The variants are config options, not subclasses:
   which is >= ELBO (= IWAE_1) and rises to log p(x) as k grows.
 - `conditional` (Sohn et al., "Learning Structured Output Representation using Deep Conditional
   Generative Models", NeurIPS 2015) feeds a learned embedding of `cond["label"]` to the encoder
-  and the decoder, so the model is p(x|y).
+  and the decoder, so the model is p(x|y). The classes seen in training are counted, and
+  sampling a class the model never saw is an error.
 
-`log_likelihood` reports IWAE_k per data point, a lower bound on log p(x) in nats.
+`log_likelihood` reports IWAE_k per data point, a lower bound on log p(x) in nats. Latent
+interpolation and traversal plots are in plots.py.
 """
 
 from __future__ import annotations
@@ -72,6 +81,12 @@ class VAEConfig:
         beta: weight of the KL term in the training loss (beta-VAE); 1 is the ELBO.
         iwae_k: importance samples of the training bound; k > 1 trains on IWAE_k instead of
             the ELBO, and then beta must be 1 (a beta-weighted IWAE is not a bound).
+        kl_warmup_steps: KL annealing: the KL weight after s completed training steps is
+            beta * min(1, s / kl_warmup_steps) (0 at the first step); 0 turns it off.
+        free_bits: lambda, the nats of KL per group that cost nothing (free bits); 0 turns it
+            off. Applied to the batch-mean KL of each group, as in Kingma et al. 2016.
+        free_bits_group: latent dimensions per free-bits group (1: per dimension); must
+            divide latent_dim.
         conditional: model p(x|y) with y = cond["label"]; needs a data set with labels.
         label_dim: size of the learned label embedding (conditional only).
         dropout: dropout after every hidden activation of the fully connected layers.
@@ -87,6 +102,9 @@ class VAEConfig:
     decoder_std: float = 1.0
     beta: float = 1.0
     iwae_k: int = 1
+    kl_warmup_steps: int = 0
+    free_bits: float = 0.0
+    free_bits_group: int = 1
     conditional: bool = False
     label_dim: int = 16
     dropout: float = 0.0
@@ -123,6 +141,24 @@ class VAEConfig:
             raise ConfigError(
                 f"vae.iwae_k={self.iwae_k} with vae.beta={self.beta}: the IWAE bound has no beta "
                 "weight; set beta: 1 to train on IWAE, or iwae_k: 1 for a beta-VAE"
+            )
+        if self.kl_warmup_steps < 0:
+            raise ConfigError(
+                f"vae.kl_warmup_steps={self.kl_warmup_steps}: set it to 0 (off) or more, e.g. 5000"
+            )
+        if not (math.isfinite(self.free_bits) and self.free_bits >= 0):
+            raise ConfigError(
+                f"vae.free_bits={self.free_bits}: set it to 0 (off) or more, e.g. 0.5"
+            )
+        if self.free_bits_group < 1 or self.latent_dim % self.free_bits_group:
+            raise ConfigError(
+                f"vae.free_bits_group={self.free_bits_group} must be 1 or more and divide "
+                f"latent_dim={self.latent_dim}: e.g. 1 (per dimension)"
+            )
+        if self.iwae_k > 1 and (self.kl_warmup_steps > 0 or self.free_bits > 0):
+            raise ConfigError(
+                f"vae.iwae_k={self.iwae_k} with kl_warmup_steps or free_bits: the IWAE bound has no "
+                "separate KL term to anneal or clamp; set iwae_k: 1 to use them"
             )
         if self.label_dim < 1:
             raise ConfigError(f"vae.label_dim={self.label_dim}: set it to 1 or more, e.g. 16")
@@ -297,6 +333,14 @@ class VAE(NeuralModel):
                 self.decoder_log_std = nn.Parameter(log_std)
             else:
                 self.register_buffer("decoder_log_std", log_std)
+        # Training steps completed, for KL annealing; saved so a resumed run goes on alike.
+        # Only present when annealing is on, so models without it keep their saved format.
+        if config.kl_warmup_steps > 0:
+            self.register_buffer("kl_step", torch.zeros((), dtype=torch.long))
+        # Examples per class seen by `loss` in training mode; sampling an unseen class is an
+        # error. All zeros (an untrained model, or one saved before counting) checks nothing.
+        if config.conditional:
+            self.register_buffer("label_counts", torch.zeros(spec.num_classes, dtype=torch.long))
 
     @property
     def device(self) -> torch.device:
@@ -377,7 +421,45 @@ class VAE(NeuralModel):
         """log p(x|z) in nats: x (B, *shape), z (B, Z) -> (B,)."""
         return self._log_px(x, self.decoder(z, self._embed_labels(cond, z.shape[0])))
 
+    def kl_weight(self) -> float:
+        """The KL term's weight in the training loss now: beta, annealed when warming up."""
+        if self.config.kl_warmup_steps == 0:
+            return self.config.beta
+        done = int(self.kl_step)
+        return self.config.beta * min(1.0, done / self.config.kl_warmup_steps)
+
+    def trained_classes(self) -> Tensor | None:
+        """The classes seen in training (int64, sorted); None for an unconditional model or
+        when nothing has been counted (every class is then allowed)."""
+        if not self.config.conditional or int(self.label_counts.sum()) == 0:
+            return None
+        return torch.nonzero(self.label_counts.cpu()).flatten()
+
+    def _check_trained_classes(self, cond: dict[str, Tensor] | None) -> None:
+        """DataError when cond asks for a class that never appeared in training."""
+        seen = self.trained_classes()
+        if seen is None or not cond or "label" not in cond:
+            return
+        asked = torch.as_tensor(cond["label"]).cpu()
+        if asked.numel() == 0 or asked.dtype.is_floating_point:
+            return  # _embed_labels reports wrong dtypes and shapes
+        known = torch.isin(asked, seen)
+        if not bool(known.all()):
+            missing = sorted({int(c) for c in asked[~known].unique()})
+            raise DataError(
+                f"this conditional vae never saw class{'es' if len(missing) > 1 else ''} "
+                f"{', '.join(map(str, missing))} in training (it saw "
+                f"{', '.join(map(str, seen.tolist()))}), so it has learned nothing about "
+                f"{'them' if len(missing) > 1 else 'it'}: sample trained classes only, or train "
+                "on data that has examples of every class you want to sample"
+            )
+
     # ---- the contract ----------------------------------------------------------------------
+
+    def after_step(self, step: int) -> None:
+        """Record the completed step for KL annealing (a no-op without it)."""
+        if self.config.kl_warmup_steps > 0:
+            self.kl_step.fill_(step)
 
     def loss(self, batch: Batch, *, key: str = "main") -> LossOutput:
         """Negative ELBO (beta-weighted KL) or, with iwae_k > 1, negative IWAE_k; batch mean.
@@ -385,24 +467,42 @@ class VAE(NeuralModel):
         The reparameterization noise comes from the global RNG (`torch.randn`), which the
         training loop seeds and checkpoints: the documented exception to explicit generators.
 
+        With KL annealing the KL weight is `kl_weight()`; with free bits the KL term is
+        sum_g max(free_bits, batch-mean KL of group g).
+
         Logs (batch means, in nats): "elbo" (beta = 1 regardless of the config), "recon"
-        (reconstruction loss -E_q[log p(x|z)]), "kl" (KL(q(z|x) || p(z))), and "iwae" when
-        iwae_k > 1.
+        (reconstruction loss -E_q[log p(x|z)]), "kl" (KL(q(z|x) || p(z))), "iwae" when
+        iwae_k > 1, "kl_weight" when annealing and "kl_free_bits" (the clamped KL term) with
+        free bits.
         """
         if key != "main":
             raise ConfigError(f"vae has one loss key, 'main'; got {key!r}")
         x = batch.x  # (B, *shape)
         y = self._embed_labels(batch.cond, x.shape[0])  # (B, E) or None
+        if y is not None and self.training:
+            with torch.no_grad():
+                labels = batch.cond["label"].to(self.label_counts.device, torch.long)
+                self.label_counts += torch.bincount(labels, minlength=self.spec.num_classes)
         mean, log_var = self.encoder(x, y)  # (B, Z), (B, Z)
         k = self.config.iwae_k
         eps = torch.randn((k, *mean.shape), device=mean.device, dtype=mean.dtype)  # (K, B, Z)
         log_px, log_pz, log_qz = self._log_weights(x, y, mean, log_var, eps)  # (K, B) each
         recon = -log_px.mean(0)  # (B,)
-        kl = 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var).sum(-1)  # (B,)
+        kl_dims = 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var)  # (B, Z)
+        kl = kl_dims.sum(-1)  # (B,)
         elbo = -(recon + kl)  # (B,)
         if k == 1:
-            loss = (recon + self.config.beta * kl).mean()
             stats = {"elbo": elbo, "recon": recon, "kl": kl}
+            if self.config.free_bits > 0:
+                groups = kl_dims.mean(0).reshape(-1, self.config.free_bits_group).sum(-1)  # (G,)
+                kl_term = groups.clamp(min=self.config.free_bits).sum()
+                stats["kl_free_bits"] = kl_term
+            else:
+                kl_term = kl.mean()
+            weight = self.kl_weight()
+            loss = recon.mean() + weight * kl_term
+            if self.config.kl_warmup_steps > 0:
+                stats["kl_weight"] = kl.new_tensor(weight)
         else:
             iwae = torch.logsumexp(log_px + log_pz - log_qz, dim=0) - math.log(k)  # (B,)
             loss = -iwae.mean()
@@ -427,8 +527,8 @@ class VAE(NeuralModel):
         Args:
             num_samples: N.
             generator: the source of every random draw (z and, with decode="sample", x).
-            cond: {"label": int64 (N,)} for a conditional model (required then); an
-                unconditional model takes none.
+            cond: {"label": int64 (N,)} for a conditional model (required then; a class that
+                never appeared in training is a DataError); an unconditional model takes none.
             decode: "mean" returns E[x|z] (Bernoulli probabilities for images, the Gaussian
                 mean), "sample" draws x ~ p(x|z).
             temperature: scales the prior's std; below 1 trades diversity for typicality.
@@ -447,6 +547,7 @@ class VAE(NeuralModel):
                 "this vae is unconditional (conditional=false): sample without cond, or train "
                 "with conditional: true to sample given labels"
             )
+        self._check_trained_classes(cond)
         with _evaluating(self):
             device = self.device
             y = self._embed_labels(cond, num_samples)  # (N, E) or None
@@ -532,3 +633,9 @@ class VAE(NeuralModel):
             xs = x.to(self.device, torch.float32)
             mean, _ = self.encode(xs, cond=cond)  # (B, Z)
             return self.decode(mean, cond=cond).float()
+
+    def import_state(self, tensors: dict[str, Tensor]) -> None:
+        """Load weights; a conditional model saved before class counting loads with no counts."""
+        if self.config.conditional and "label_counts" not in tensors:
+            tensors = {**tensors, "label_counts": torch.zeros_like(self.label_counts.cpu())}
+        super().import_state(tensors)

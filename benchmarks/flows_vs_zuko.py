@@ -1,0 +1,223 @@
+"""genlab's vector flows beside zuko's on the 2-D toys: test NLL and training wall time.
+
+For each toy (moons, 8gaussians, checkerboard, spirals) and each flow (RealNVP, MAF, NSF), a
+genlab model and the corresponding zuko 1.6 flow are trained with identical settings:
+
+- architecture: `TRANSFORMS` layers, conditioner MLPs with hidden widths `HIDDEN`, ReLU;
+  RealNVP = affine couplings with alternating even/odd masks (genlab: mask alternate, no
+  ActNorm, no permutations; zuko: `RealNVP`), MAF = MADE affine layers in alternating
+  ascending/descending order (genlab: reversals; zuko: `MAF`), NSF = autoregressive
+  rational-quadratic splines with `BINS` bins on [-5, 5] in alternating order (genlab:
+  kind autoregressive, permutation reverse; zuko: `NSF`, whose default is autoregressive);
+- data: the toy's train split (5,000 points) and test split (5,000 points), seed 0;
+- training: Adam, lr `LR`, batch `BATCH` drawn with replacement from one seeded generator
+  (the same batches for both libraries), `STEPS` steps, the same minimal loop (loss,
+  zero_grad, backward, step); the model seed is the run's seed (3 seeds);
+- test NLL: mean -log p(x) in nats on the test split, in eval mode.
+
+The two libraries train in the same process, interleaved step by step (one genlab step, one
+zuko step, the order alternating every step), each step timed, so load from other jobs hits
+both alike; the wall-time ratio is genlab's training seconds over zuko's, summed over seeds. Results go to
+benchmarks/results/flows_vs_zuko.json and .md; finished runs are recorded in
+benchmarks/runs/flows_vs_zuko/partial.json, so an interrupted run resumes where it stopped.
+
+Target (issue 9): genlab's mean test NLL <= zuko's mean + one standard deviation, and wall
+time <= 1.0x zuko's.
+
+Usage: python benchmarks/flows_vs_zuko.py [--quick] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_io import write_results  # noqa: E402
+
+import genlab  # noqa: E402
+from genlab.core.contract import Batch  # noqa: E402
+
+TOYS = ("moons", "8gaussians", "checkerboard", "spirals")
+FLOWS = ("realnvp", "maf", "nsf")
+SEEDS = (0, 1, 2)
+TRANSFORMS = 4
+HIDDEN = (64, 64)
+BINS = 8
+LR = 1e-3
+BATCH = 256
+STEPS = 2000
+
+
+def genlab_flow(name: str, spec) -> torch.nn.Module:
+    common = {"num_layers": TRANSFORMS, "hidden": HIDDEN, "activation": "relu"}
+    if name == "realnvp":
+        extra = {"mask": "alternate", "actnorm": False, "permute": False}
+    elif name == "maf":
+        extra = {}
+    else:
+        extra = {"kind": "autoregressive", "bins": BINS, "tail_bound": 5.0}
+        extra["permutation"] = "reverse"
+    return genlab.create(name, spec=spec, **common, **extra)
+
+
+def zuko_flow(name: str, dim: int) -> torch.nn.Module:
+    import zuko
+
+    common = {"transforms": TRANSFORMS, "hidden_features": HIDDEN}
+    if name == "realnvp":
+        return zuko.flows.RealNVP(dim, **common)
+    if name == "maf":
+        return zuko.flows.MAF(dim, **common)
+    return zuko.flows.NSF(dim, bins=BINS, **common)
+
+
+def train_pair(flow: str, toy: str, seed: int, steps: int) -> dict:
+    """Train genlab's and zuko's `flow` side by side, one step of each in turn (who goes first
+    alternates), timing every step, so machine load hits both alike; then score the test set."""
+    train = genlab.data.load(toy, split="train")
+    test = genlab.data.load(toy, split="test")
+    torch.manual_seed(seed)
+    ours = genlab_flow(flow, train.spec)
+    torch.manual_seed(seed)
+    theirs = zuko_flow(flow, train.x.shape[1])
+    losses = {
+        "genlab": lambda x: ours.loss(Batch(x)).loss,
+        "zuko": lambda x: -theirs().log_prob(x).mean(),
+    }
+    optimizers = {
+        "genlab": torch.optim.Adam(ours.parameters(), lr=LR),
+        "zuko": torch.optim.Adam(theirs.parameters(), lr=LR),
+    }
+    g = torch.Generator().manual_seed(1000 + seed)
+    batches = torch.randint(0, len(train.x), (steps, BATCH), generator=g)
+    seconds = {"genlab": 0.0, "zuko": 0.0}
+    last = {}
+    ours.train()
+    theirs.train()
+    for step, indices in enumerate(batches):
+        x = train.x[indices]
+        for lib in ("genlab", "zuko") if step % 2 == 0 else ("zuko", "genlab"):
+            start = time.perf_counter()
+            loss = losses[lib](x)
+            optimizers[lib].zero_grad()
+            loss.backward()
+            optimizers[lib].step()
+            seconds[lib] += time.perf_counter() - start
+            last[lib] = float(loss.detach())
+    ours.eval()
+    theirs.eval()
+    with torch.no_grad():
+        nll = {
+            "genlab": -ours.log_likelihood(test.x).mean(),
+            "zuko": -float(theirs().log_prob(test.x).double().mean()),
+        }
+    return {
+        lib: {"test_nll": nll[lib], "train_seconds": seconds[lib], "final_train_loss": last[lib]}
+        for lib in ("genlab", "zuko")
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 toys, 1 seed, 60 steps")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    name = "flows_vs_zuko_quick" if args.quick else "flows_vs_zuko"
+    toys = TOYS[:2] if args.quick else TOYS
+    seeds = SEEDS[:1] if args.quick else SEEDS
+    steps = 60 if args.quick else STEPS
+    run_dir = Path(__file__).resolve().parent / "runs" / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    partial_path = run_dir / "partial.json"
+    done = json.loads(partial_path.read_text()) if partial_path.exists() else {}
+
+    for toy in toys:
+        for seed in seeds:
+            for flow in FLOWS:
+                if f"{toy}/{flow}/genlab/{seed}" in done:
+                    continue
+                for lib, r in train_pair(flow, toy, seed, steps).items():
+                    done[f"{toy}/{flow}/{lib}/{seed}"] = r
+                    print(
+                        f"{toy}/{flow}/{lib}/{seed}: test NLL {r['test_nll']:.4f}, "
+                        f"{r['train_seconds']:.1f} s",
+                        flush=True,
+                    )
+                partial_path.write_text(json.dumps(done, indent=1))
+
+    figures: dict = {
+        "settings": {
+            "transforms": TRANSFORMS,
+            "hidden": list(HIDDEN),
+            "bins": BINS,
+            "lr": LR,
+            "batch": BATCH,
+            "steps": steps,
+            "seeds": list(seeds),
+            "threads": args.threads,
+            "zuko_version": __import__("zuko").__version__,
+        }
+    }
+    table = [
+        (
+            "setting",
+            f"{TRANSFORMS} transforms, hidden {HIDDEN}, Adam lr {LR}, batch {BATCH}, "
+            f"{steps} steps, seeds {list(seeds)}, {args.threads} thread(s)",
+        )
+    ]
+    all_ok = True
+    seconds = {"genlab": 0.0, "zuko": 0.0}
+    for toy in toys:
+        for flow in FLOWS:
+            row = {}
+            for lib in ("genlab", "zuko"):
+                runs = [done[f"{toy}/{flow}/{lib}/{s}"] for s in seeds]
+                nll = [r["test_nll"] for r in runs]
+                secs = sum(r["train_seconds"] for r in runs)
+                seconds[lib] += secs
+                row[lib] = {
+                    "nll_mean": statistics.fmean(nll),
+                    "nll_std": statistics.stdev(nll) if len(nll) > 1 else 0.0,
+                    "nll_per_seed": nll,
+                    "train_seconds": secs,
+                }
+            g, z = row["genlab"], row["zuko"]
+            ratio = g["train_seconds"] / z["train_seconds"]
+            nll_ok = g["nll_mean"] <= z["nll_mean"] + z["nll_std"]
+            time_ok = ratio <= 1.0
+            all_ok &= nll_ok and time_ok and all(math.isfinite(v) for v in g["nll_per_seed"])
+            figures[f"{toy}_{flow}"] = {
+                **{f"genlab_{k}": v for k, v in g.items()},
+                **{f"zuko_{k}": v for k, v in z.items()},
+                "time_ratio_genlab_over_zuko": ratio,
+                "nll_target_met": nll_ok,
+                "time_target_met": time_ok,
+            }
+            table.append(
+                (
+                    f"{toy} {flow}: test NLL genlab / zuko (mean ± std); time ratio",
+                    f"{g['nll_mean']:.3f} ± {g['nll_std']:.3f} / {z['nll_mean']:.3f} ± "
+                    f"{z['nll_std']:.3f}; {ratio:.2f}x "
+                    f"({'ok' if nll_ok and time_ok else 'MISSED'})",
+                )
+            )
+    overall = seconds["genlab"] / seconds["zuko"]
+    figures["overall_time_ratio_genlab_over_zuko"] = overall
+    figures["all_targets_met"] = all_ok
+    table.append(("overall training time ratio genlab / zuko", f"{overall:.3f}x"))
+    table.append(("all targets met", str(all_ok)))
+    path = write_results(name, figures, table)
+    print(path.with_suffix(".md").read_text())
+
+
+if __name__ == "__main__":
+    main()
