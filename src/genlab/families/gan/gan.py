@@ -97,10 +97,11 @@ class GANConfig:
         diffaugment: DiffAugment policy for images, comma-separated transforms from "color",
             "translation", "cutout" ("" turns it off).
         input_scale: points and table rows are standardized (mean and std of the first real
-            batch) and multiplied by this inside the model, so both networks see the data
-            spread over about +-2 input_scale: their default initialization then resolves
-            detail down to about 1 / input_scale of a standard deviation, and G's first samples
-            spread like the data (its output layer starts with that scale). Images ignore it.
+            batch) and multiplied by this inside the model, so both networks see data with
+            standard deviation `input_scale` whatever its units; a larger value lets the
+            networks' default initialization resolve finer detail. An MLP generator's first
+            samples spread over twice the data's std (He init; see `_unit_variance_init`).
+            Images ignore it (they are mapped from [0, 1] to [-1, 1]).
         pack: D judges `pack` samples at once, concatenated (PacGAN, Lin et al., "PacGAN: The
             Power of Two Samples in Generative Adversarial Networks", NeurIPS 2018): a generator
             that repeats itself is easier to spot in a pack, which penalizes mode collapse.

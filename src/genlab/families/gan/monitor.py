@@ -25,7 +25,7 @@ from torch import Tensor
 
 from genlab.core.contract import DataSpec
 
-#: data set name -> True for the mixtures with known modes (the reference toys of STYLE.md)
+#: the mixtures with known modes (the reference toys of STYLE.md), by data set name
 MIXTURES = ("8gaussians", "25gaussians")
 
 
