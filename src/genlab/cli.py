@@ -144,7 +144,7 @@ def train(model, data_name, config_path, overrides, out, resume, force) -> None:
     "--out",
     required=True,
     type=click.Path(dir_okay=False),
-    help="Output file: .png, .npy, .pt or .csv.",
+    help="Output file: .png (images, 2-D points), .npy, .pt, .csv, .txt (text) or .wav (audio).",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(

@@ -372,3 +372,31 @@ def test_gpt_train_and_sample_text_with_prompt_and_stream(run_cli, tmp_path):
     assert "unknown" not in err
     message = _error(run_cli, "sample", out, "--prompt", "Z!", "--out", tmp_path / "z.txt")
     assert "'Z'" in message and "byte" in message  # names the character and the fix
+
+
+def test_wavenet_train_and_sample_audio_as_wav(run_cli, tmp_path):
+    from scipy.io import wavfile
+
+    from genlab.data.audio import read_wav
+    from genlab.data.writers import WAV_GAP_SECONDS
+
+    t = np.arange(4000) / 8000.0
+    wavfile.write(
+        tmp_path / "tone.wav", 8000, np.round(16000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
+    )
+    out = tmp_path / "wave"
+    settings = ["model.residual_channels=4", "model.dilation_channels=4", "model.skip_channels=4"]
+    settings += ["model.layers_per_stack=2", "model.num_stacks=1", "data.window=32"]
+    settings += ["train.steps=2", "train.batch_size=4", "train.num_samples=2"]
+    args = [arg for setting in settings for arg in ("--set", setting)]
+    code, _, err = run_cli("train", "wavenet", "--data", tmp_path / "tone.wav", *args, "--out", out)
+    assert code == 0, err
+    assert (out / "samples" / "final.wav").exists()  # audio previews are heard, not plotted
+    code, _, err = run_cli("sample", out, "-n", "3", "--seed", "1", "--out", tmp_path / "s.wav")
+    assert code == 0, err
+    audio, rate, clipped = read_wav(tmp_path / "s.wav")
+    gap = round(WAV_GAP_SECONDS * 8000)
+    assert rate == 8000 and clipped == 0 and audio.shape == (3 * 32 + 2 * gap,)
+    assert np.all(audio[32 : 32 + gap] == 0)  # silence between the clips
+    message = _error(run_cli, "sample", out, "-n", "2", "--out", tmp_path / "s.wav.txt")
+    assert ".txt holds decoded text" in message

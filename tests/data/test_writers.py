@@ -113,3 +113,23 @@ def test_unsuitable_formats_raise(tmp_path):
         write_samples(torch.randn(3, 5), DataSpec("tabular", (5,)), tmp_path / "rows.png")
     with pytest.raises(DataError, match="CSV"):
         write_samples(torch.rand(2, 1, 8, 8), DIGITS, tmp_path / "digits.csv")
+
+
+def test_wav_needs_audio_with_a_sample_rate(tmp_path):
+    from genlab.data.audio import read_wav
+    from genlab.data.writers import WAV_GAP_SECONDS, preview_suffix
+
+    audio = DataSpec(
+        modality="sequence", shape=(5, 1), columns=({"name": "audio", "sample_rate": 100},)
+    )
+    series = DataSpec(modality="sequence", shape=(5, 1))
+    assert preview_suffix(audio) == ".wav" and preview_suffix(series) == ".npy"
+    x = torch.linspace(-0.5, 0.5, 10).view(2, 5, 1)
+    back, rate, _ = read_wav(write_samples(x, audio, tmp_path / "a.wav"))
+    gap = round(WAV_GAP_SECONDS * 100)
+    assert rate == 100 and back.shape == (10 + gap,)
+    np.testing.assert_allclose(back[gap + 5 :], x[1, :, 0].numpy(), atol=1 / 32768)
+    with pytest.raises(DataError, match="no sample rate"):
+        write_samples(x, series, tmp_path / "b.wav")
+    with pytest.raises(DataError, match=r"\(N, T, C\)"):
+        write_samples(x[:, :, 0], audio, tmp_path / "c.wav")

@@ -1,4 +1,4 @@
-"""Writing samples for people and other tools: image grids, scatter plots, arrays, CSV.
+"""Writing samples for people and other tools: image grids, scatter plots, arrays, CSV, WAV.
 
 `write_samples` picks the format from the file extension. Every file is written to a
 temporary file in the target folder and renamed over the target, so a reader never sees a
@@ -18,7 +18,9 @@ from genlab.core.contract import DataSpec
 from genlab.core.errors import DataError
 from genlab.core.persist import _atomic_replace
 
-SUPPORTED_EXTENSIONS = (".png", ".npy", ".pt", ".csv", ".txt")
+SUPPORTED_EXTENSIONS = (".png", ".npy", ".pt", ".csv", ".txt", ".wav")
+# Silence between the clips of a .wav file of audio samples, so that they are heard apart.
+WAV_GAP_SECONDS = 0.25
 # Between samples in a .txt file of text samples.
 TEXT_SEPARATOR = "\n\n----------\n\n"
 # Tiles smaller than this are enlarged (nearest neighbour) so that 8 x 8 digits stay visible.
@@ -119,9 +121,13 @@ def _write_csv(x: Tensor, spec: DataSpec, path: Path) -> None:
 def preview_suffix(spec: DataSpec) -> str:
     """The file type for a run's sample previews: a picture where there is one, else data.
 
-    ".png" for images and 2-D points, ".txt" for text, ".npy" for everything else (series,
-    tables and points of other sizes).
+    ".png" for images and 2-D points, ".txt" for text, ".wav" for audio (a sequence data set
+    with a sample rate), ".npy" for everything else (series, tables and points of other sizes).
     """
+    from genlab.data.audio import sample_rate_of
+
+    if sample_rate_of(spec) is not None:
+        return ".wav"
     if spec.modality == "image" or (spec.modality == "points" and spec.shape == (2,)):
         return ".png"
     if spec.modality == "text" and spec.tokenizer is not None:
@@ -143,7 +149,9 @@ def write_samples(
     the training data, in light grey underneath); `.npy`: a numpy array; `.pt`: the tensor,
     for `torch.load`; `.csv`: one row per sample with a header (x0, x1, ... or the table's
     column names), for points, table rows and token sequences; `.txt`: text samples decoded
-    through the spec's tokenizer, separated by a line of dashes.
+    through the spec's tokenizer, separated by a line of dashes; `.wav`: audio samples (N, T, C)
+    in [-1, 1] as one 16-bit PCM file at the data's sample rate, the clips played one after
+    another with WAV_GAP_SECONDS of silence between them.
 
     Args:
         x: (N, *spec.shape) samples in the data set's space (images in [0, 1]).
@@ -196,6 +204,18 @@ def write_samples(
 
         text = TEXT_SEPARATOR.join(decode_batch(spec, x.detach().cpu())) + "\n"
         _atomic_replace(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    elif suffix == ".wav":
+        from genlab.data.audio import sample_rate_of, write_wav
+
+        rate = sample_rate_of(spec)
+        if rate is None:
+            raise DataError(
+                f".wav holds audio, but these {spec.modality} samples come from a data set with "
+                "no sample rate (only the audio source records one); write .npy, .pt or .csv"
+            )
+        if x.ndim != 3:
+            raise DataError(f"audio samples to write must be (N, T, C), got {tuple(x.shape)}")
+        write_wav(path, x.detach().float().cpu(), rate, gap_seconds=WAV_GAP_SECONDS)
     else:
         if x.ndim != 2 or spec.modality == "image":
             raise DataError(
