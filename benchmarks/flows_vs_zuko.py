@@ -24,7 +24,7 @@ benchmarks/runs/flows_vs_zuko/partial.json, so an interrupted run resumes where 
 Target (issue 9): genlab's mean test NLL <= zuko's mean + one standard deviation, and wall
 time <= 1.0x zuko's.
 
-Usage: python benchmarks/flows_vs_zuko.py [--quick] [--threads 1]
+Usage: python benchmarks/flows_vs_zuko.py [--quick] [--threads 1] [--steps 2000]
 """
 
 from __future__ import annotations
@@ -129,12 +129,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 toys, 1 seed, 60 steps")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--steps", type=int, default=STEPS, help="training steps for both libraries alike"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     name = "flows_vs_zuko_quick" if args.quick else "flows_vs_zuko"
     toys = TOYS[:2] if args.quick else TOYS
     seeds = SEEDS[:1] if args.quick else SEEDS
-    steps = 60 if args.quick else STEPS
+    steps = 60 if args.quick else args.steps
     run_dir = Path(__file__).resolve().parent / "runs" / name
     run_dir.mkdir(parents=True, exist_ok=True)
     partial_path = run_dir / "partial.json"
@@ -143,9 +146,10 @@ def main() -> None:
     for toy in toys:
         for seed in seeds:
             for flow in FLOWS:
-                if f"{toy}/{flow}/genlab/{seed}" in done:
-                    continue
+                if done.get(f"{toy}/{flow}/genlab/{seed}", {}).get("steps") == steps:
+                    continue  # finished with these settings (a run with other steps is redone)
                 for lib, r in train_pair(flow, toy, seed, steps).items():
+                    r["steps"] = steps
                     done[f"{toy}/{flow}/{lib}/{seed}"] = r
                     print(
                         f"{toy}/{flow}/{lib}/{seed}: test NLL {r['test_nll']:.4f}, "
