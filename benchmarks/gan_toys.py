@@ -62,9 +62,9 @@ VARIANTS: dict[str, dict[str, dict]] = {
     },
     "hinge_sn": {
         # A spectrally normalized D is 1-Lipschitz in the networks' space, so at input_scale 1
-        # (data std 1) it cannot tell a sample 0.05 std off a mode from one on it, and under the
-        # hinge loss its scores stayed near 0 (measured: 0 of 8 modes, G shrank to a blob).
-        # input_scale 8 spreads the data 8-fold for both nets, giving D room for margins.
+        # (data std 1) it can hardly tell a sample 0.05 std off a mode from one on it; under the
+        # hinge loss its scores stayed near 0 and G shrank to a blob. input_scale 8 spreads the
+        # data 8-fold for both nets; it did not fix this (results/gan_toys.md): an open problem.
         "model": {"loss": "hinge", "spectral_norm": True, "r1_gamma": 0.0, "input_scale": 8.0},
         "train": {},
     },
