@@ -7,8 +7,8 @@ it lies within 3 sigma of its nearest mode, and a mode is *captured* when at lea
 ceil(2500 / (5 K)) high-quality samples fall on it (genlab.metrics.modes).
 
 The documented default is configs/gan_25gaussians.yaml; each loss variant changes only the
-loss and what the loss needs (the WGAN-GP critic's penalty and critic steps, spectral norm for
-the hinge loss). Each (data set, loss, seed) is trained once into
+loss and what the loss needs (the WGAN-GP critic's penalty, critic steps and step count,
+spectral norm for the hinge loss, which keeps the 5,000 steps of the earlier default). Each (data set, loss, seed) is trained once into
 benchmarks/runs/gan_toys/<data>/<loss>/seed<k>/ with `genlab.train.run.train_run`, the code path
 of `genlab train`, and its figures are stored there; a rerun skips finished runs and resumes
 interrupted ones from their checkpoints. The table gives mean +- standard deviation over three
@@ -51,7 +51,7 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "non_saturating_r1": {"model": {"loss": "non_saturating", "spectral_norm": False}, "train": {}},
     "wgan_gp": {
         # Gulrajani et al.'s toy setting: lambda 0.1 for 2-D data, 5 critic steps, Adam (0.5, 0.9);
-        # 1,500 generator steps (7,500 critic steps), about the compute of the others.
+        # 1,500 generator steps (7,500 critic steps, each with a double-backward penalty).
         "model": {
             "loss": "wasserstein",
             "gradient_penalty": 0.1,
@@ -66,7 +66,7 @@ VARIANTS: dict[str, dict[str, dict]] = {
         # hinge loss its scores stayed near 0 and G shrank to a blob. input_scale 8 spreads the
         # data 8-fold for both nets; it did not fix this (results/gan_toys.md): an open problem.
         "model": {"loss": "hinge", "spectral_norm": True, "r1_gamma": 0.0, "input_scale": 8.0},
-        "train": {},
+        "train": {"steps": 5000},
     },
 }
 
