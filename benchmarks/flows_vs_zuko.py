@@ -15,6 +15,13 @@ genlab model and the corresponding zuko 1.6 flow are trained with identical sett
   zero_grad, backward, step); the model seed is the run's seed (3 seeds);
 - test NLL: mean -log p(x) in nats on the test split, in eval mode.
 
+genlab's RealNVP and MAF compute exactly zuko's function: given zuko's weights they give its
+log-density to 1e-5 (tests/families/test_flows.py), and both libraries draw PyTorch's default
+uniform initialization, in a different order. So the NLL gaps of those rows are seed noise:
+and as the layer shapes do not depend on the toy, a seed's initial weights are the same on
+all four toys, so the toys do not give independent draws. genlab's NSF parametrizes its
+spline differently (bin floors, softplus derivatives), so it is not the same function.
+
 The two libraries train in the same process, interleaved step by step (one genlab step, one
 zuko step, the order alternating every step), each step timed, so load from other jobs hits
 both alike; the wall-time ratio is genlab's training seconds over zuko's, summed over seeds. Results go to
