@@ -657,3 +657,17 @@ def test_realnvp_matches_zuko_given_the_same_weights():
     expected = theirs().log_prob(x)
     got = ours.log_likelihood(x).nats
     assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
+
+
+def test_affine_clips_bound_the_log_scale_and_bad_options_raise():
+    s = torch.tensor([[-1e6, -2.0, 0.0, 2.0, 1e6]]).T  # (5, 1) raw log-scales
+    params = torch.stack([s, torch.zeros_like(s)], -1)  # (5, 1, 2)
+    x = torch.ones(5, 1)
+    for clip, bound in (("tanh", 3.0), ("rational", math.log(1000.0))):
+        _, ladj = T.Affine(bound, clip)(x, params, inverse=False)
+        assert ladj.abs().max() <= bound and ladj[2] == 0
+        assert torch.all(ladj[1:] > ladj[:-1])  # monotone in the raw log-scale
+    with pytest.raises(ConfigError, match="clip"):
+        T.Affine(3.0, "sigmoid")
+    with pytest.raises(ConfigError, match="clamp"):
+        T.Affine(0.0)
