@@ -471,7 +471,7 @@ class GAN(NeuralModel):
         if not self.is_image:
             # Points and rows are standardized inside with the mean and std of the first real
             # batch, so that one architecture fits data in any units. Not in state_dict: the
-            # loop's EMA would average them from their placeholder values; `export_state`
+            # loop's EMA would average them from their initial zeros and ones; `export_state`
             # saves them instead.
             shape = tuple(spec.shape)
             self.register_buffer("data_mean", torch.zeros(shape), persistent=False)
