@@ -8,7 +8,8 @@ ceil(2500 / (5 K)) high-quality samples fall on it (genlab.metrics.modes).
 
 The documented default is configs/gan_25gaussians.yaml; each loss variant changes only the
 loss and what the loss needs (the WGAN-GP critic's penalty, critic steps and step count,
-spectral norm for the hinge loss, which keeps the 5,000 steps of the earlier default). Each (data set, loss, seed) is trained once into
+spectral norm for the hinge loss, which keeps the 5,000 steps of the earlier default). Each
+(data set, loss, seed) is trained once into
 benchmarks/runs/gan_toys/<data>/<loss>/seed<k>/ with `genlab.train.run.train_run`, the code path
 of `genlab train`, and its figures are stored there; a rerun skips finished runs and resumes
 interrupted ones from their checkpoints. The table gives mean +- standard deviation over three
@@ -65,6 +66,9 @@ VARIANTS: dict[str, dict[str, dict]] = {
         # (data std 1) it can hardly tell a sample 0.05 std off a mode from one on it; under the
         # hinge loss its scores stayed near 0 and G shrank to a blob. input_scale 8 spreads the
         # data 8-fold for both nets; it did not fix this (results/gan_toys.md): an open problem.
+        # Against a fixed G the SN discriminator does separate the data; in the game, G at the
+        # same lr follows D's smooth maximum faster than D can sharpen it. A slower G and a
+        # larger input_scale helped in short trials, not enough to replace this setting.
         "model": {"loss": "hinge", "spectral_norm": True, "r1_gamma": 0.0, "input_scale": 8.0},
         "train": {"steps": 5000},
     },
