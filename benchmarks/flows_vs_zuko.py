@@ -17,9 +17,9 @@ genlab model and the corresponding zuko 1.6 flow are trained with identical sett
 
 genlab's RealNVP and MAF compute exactly zuko's function: given zuko's weights they give its
 log-density to 1e-5 (tests/families/test_flows.py), and both libraries draw PyTorch's default
-uniform initialization, in a different order. So the NLL gaps of those rows are seed noise:
-and as the layer shapes do not depend on the toy, a seed's initial weights are the same on
-all four toys, so the toys do not give independent draws. genlab's NSF parametrizes its
+uniform initialization, in a different order, so the NLL gaps of those rows are seed noise.
+As the layer shapes do not depend on the toy, a seed's initial weights are the same on all
+four toys: the toys do not give independent draws. genlab's NSF parametrizes its
 spline differently (bin floors, softplus derivatives), so it is not the same function.
 
 The two libraries train in the same process, interleaved step by step (one genlab step, one

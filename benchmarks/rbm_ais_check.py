@@ -34,28 +34,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_io import write_results  # noqa: E402
 
 import genlab  # noqa: E402
-from genlab.core.contract import DataSpec  # noqa: E402
-from genlab.families.ebm.rbm import RBM, RBMConfig  # noqa: E402
+from genlab.families.ebm.rbm import RBM, random_rbm  # noqa: E402
 from genlab.train.loop import fit  # noqa: E402
 
 NAME = "rbm_ais_check"
 HERE = Path(__file__).resolve().parent
 
 
-def random_rbm(visible: str, seed: int) -> RBM:
+def tiny_rbm(visible: str, seed: int) -> RBM:
     """The test's random RBM: 12 x 8, weights N(0, scale^2), biases N(0, 1)."""
-    torch.manual_seed(seed)
-    scale = 1.0 if visible == "bernoulli" else 0.5
-    model = RBM(
-        RBMConfig(num_hidden=8, visible=visible, init_std=scale, learn_sigma=visible == "gaussian"),
-        DataSpec("points", (12,), name="toy"),
-    )
-    with torch.no_grad():
-        model.visible_bias.normal_()
-        model.hidden_bias.normal_()
-        if visible == "gaussian":
-            model.log_sigma.uniform_(-0.5, 0.3)
-    return model.double()
+    return random_rbm(12, 8, visible, seed=seed, weight_std=1.0 if visible == "bernoulli" else 0.5)
 
 
 def main() -> None:
@@ -74,7 +62,7 @@ def main() -> None:
     for visible in ("bernoulli", "gaussian"):
         errors = []
         for seed in seeds:
-            model = random_rbm(visible, seed)
+            model = tiny_rbm(visible, seed)
             exact = model.log_partition_exact()
             ais, info = model.log_partition_ais(
                 num_chains=100, num_betas=1000, generator=torch.Generator().manual_seed(seed)

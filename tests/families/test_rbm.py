@@ -12,6 +12,7 @@ import torch
 import genlab
 from genlab.core.contract import Batch, DataSpec
 from genlab.core.errors import ConfigError, DataError
+from genlab.families.ebm import rbm as rbm_module
 from genlab.families.ebm.rbm import RBM, RBMConfig
 
 BITS = DataSpec("points", (12,), name="bits")
@@ -28,17 +29,7 @@ def one_thread():
 
 def random_rbm(d: int, h: int, visible: str = "bernoulli", seed: int = 0, scale: float = 1.0):
     """An RBM with N(0, scale²) weights and N(0, 1) biases (and random stds if Gaussian)."""
-    torch.manual_seed(seed)
-    model = RBM(
-        RBMConfig(num_hidden=h, visible=visible, init_std=scale, learn_sigma=visible == "gaussian"),
-        DataSpec("points", (d,), name="toy"),
-    )
-    with torch.no_grad():
-        model.visible_bias.normal_()
-        model.hidden_bias.normal_()
-        if visible == "gaussian":
-            model.log_sigma.uniform_(-0.5, 0.3)
-    return model.double()
+    return rbm_module.random_rbm(d, h, visible, seed=seed, weight_std=scale)
 
 
 def states(n: int) -> torch.Tensor:

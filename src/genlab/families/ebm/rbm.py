@@ -582,3 +582,32 @@ class RBM(NeuralModel):
                     f"(M, {self.spec.num_dims}); load them with the config they were trained with"
                 )
             self.chains = chains.to(self.device, self.weight.dtype)
+
+
+def random_rbm(
+    num_visible: int,
+    num_hidden: int,
+    visible: str = "bernoulli",
+    *,
+    seed: int = 0,
+    weight_std: float = 1.0,
+) -> RBM:
+    """A float64 RBM with random parameters, small enough to check estimators (AIS, Gibbs)
+    against the exact `log_partition_exact`: weights N(0, weight_std^2), biases N(0, 1), and
+    for Gaussian visibles log-stds U(-0.5, 0.3). Seeds the global RNG with `seed`."""
+    torch.manual_seed(seed)
+    model = RBM(
+        RBMConfig(
+            num_hidden=num_hidden,
+            visible=visible,
+            init_std=weight_std,
+            learn_sigma=visible == "gaussian",
+        ),
+        DataSpec("points", (num_visible,), name="toy"),
+    )
+    with torch.no_grad():
+        model.visible_bias.normal_()
+        model.hidden_bias.normal_()
+        if visible == "gaussian":
+            model.log_sigma.uniform_(-0.5, 0.3)
+    return model.double()
