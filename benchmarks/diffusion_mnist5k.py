@@ -59,6 +59,8 @@ ROWS = (
     ("ddim", 50),
     ("dpmpp_2m", 10),
     ("dpmpp_2m", 20),
+    ("dpmpp_2m_sde", 10),
+    ("dpmpp_2m_sde", 20),
     ("heun", 18),
 )
 GUIDANCE = (0.0, 1.0, 3.0, 5.0)

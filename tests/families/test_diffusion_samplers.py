@@ -321,6 +321,33 @@ def test_dpm_solver_multistep_matches_diffusers(order, num_steps, karras):
     assert_steps_match(states, step)
 
 
+@pytest.mark.parametrize(("num_steps", "karras"), [(10, False), (20, True)])
+def test_dpm_solver_sde_matches_diffusers_given_the_same_noise(num_steps, karras):
+    from diffusers import DPMSolverMultistepScheduler
+
+    reference = DPMSolverMultistepScheduler(
+        algorithm_type="sde-dpmsolver++", solver_order=2, use_karras_sigmas=karras
+    )
+    reference.set_timesteps(num_steps)
+    sigmas = reference.sigmas.to(F64)
+    reference.sigmas = sigmas
+    x_vp = start((64, 2), torch.Generator().manual_seed(6))
+    states = run_ours(
+        samplers.dpmpp_2m_sde, x_vp, sigmas, generator=torch.Generator().manual_seed(7)
+    )
+    # genlab draws one standard normal per step before the last, in order, from its generator;
+    # in VP scaling its noise term is sigma_vp_next sqrt(1 - exp(-2h)) z, diffusers' exactly
+    g = torch.Generator().manual_seed(7)
+    noises = [start((64, 2), g) for _ in range(num_steps - 1)] + [torch.zeros(64, 2, dtype=F64)]
+
+    def step(i, x):
+        t = reference.timesteps[i]
+        return reference.step(eps_vp(x, sigmas[i]), t, x, variance_noise=noises[i]).prev_sample
+
+    assert_steps_match(states, step)
+    assert not torch.allclose(states[-1], run_ours(samplers.dpmpp_2m, x_vp, sigmas)[-1])
+
+
 @pytest.mark.parametrize("karras", [False, True])
 def test_euler_matches_diffusers(karras):
     from diffusers import EulerDiscreteScheduler
@@ -392,6 +419,7 @@ STEPS = {
     "euler": 1000,
     "heun": 100,
     "dpmpp_2m": 100,
+    "dpmpp_2m_sde": 400,
     "dpmpp_2s": 60,
     "dpmpp_3m": 60,
     "euler_maruyama": 1500,

@@ -12,6 +12,7 @@ import genlab.families.flows.flows  # noqa: F401  (registers the flows)
 from genlab.core.contract import Batch, DataSpec
 from genlab.core.errors import ConfigError, DataError
 from genlab.families.flows import transforms as T
+from genlab.families.flows.from_zuko import load_zuko_weights
 from tests.contract import test_contract as contract
 
 D = 5
@@ -577,46 +578,37 @@ def test_one_dimensional_data():
 # ---- cross-check against zuko: same weights, same log-density ---------------------------------
 
 
-def _copy_affine_head(ours: torch.nn.Linear, theirs_weight, theirs_bias, rows) -> None:
-    """genlab's head row r takes zuko's row rows[r] (zuko packs (shift, scale) per feature,
-    genlab (log-scale, shift))."""
-    ours.weight.copy_(theirs_weight[rows])
-    ours.bias.copy_(theirs_bias[rows])
+def _zuko_pair(kind: str, dim: int, layers: int, hidden=(16, 16)):
+    """A zuko flow and the genlab flow of the corresponding architecture, carrying its weights."""
+    zuko = pytest.importorskip("zuko")
+    spec = DataSpec("points", (dim,), name="toy")
+    common = {"num_layers": layers, "hidden": hidden, "activation": "relu"}
+    if kind == "maf":
+        theirs = zuko.flows.MAF(dim, transforms=layers, hidden_features=hidden)
+        ours = genlab.create("maf", spec=spec, **common)
+    else:
+        theirs = zuko.flows.RealNVP(dim, transforms=layers, hidden_features=hidden)
+        extra = {"mask": "alternate", "actnorm": False, "permute": False}
+        ours = genlab.create("realnvp", spec=spec, **common, **extra)
+    load_zuko_weights(ours, theirs)
+    return ours, theirs
 
 
 @torch.no_grad()
 def test_maf_matches_zuko_given_the_same_weights():
     """genlab's vector MAF (MADE layers, reversals, rational log-scale clip) computes zuko's
     MAF log-density to float precision once it carries zuko's weights."""
-    zuko = pytest.importorskip("zuko")
     torch.manual_seed(0)
-    dim, layers = 3, 4
-    theirs = zuko.flows.MAF(dim, transforms=layers, hidden_features=(16, 16))
-    spec = DataSpec("points", (dim,), name="toy")
-    ours = genlab.create("maf", spec=spec, num_layers=layers, hidden=(16, 16), activation="relu")
-    mades = [m for m in ours.modules() if isinstance(m, T.MADE)]
-    for i, (z_layer, made) in enumerate(zip(theirs.transform.transforms, mades, strict=True)):
-        # genlab reverses the features between layers; zuko reverses its order instead
-        perm = list(range(dim)) if i % 2 == 0 else list(reversed(range(dim)))
-        z_lin = [m for m in z_layer.hyper if hasattr(m, "weight")]  # MaskedLinear
-        g_lin = [m for m in made.net if isinstance(m, torch.nn.Linear)]
-        weights = [lin.weight * lin.mask for lin in z_lin]
-        # zuko's hidden units follow its own degree assignment; keep them, permute the inputs
-        # and check that genlab's masks allow every connection zuko uses
-        first = weights[0][:, perm]
-        g_lin[0].weight.copy_(first)
-        g_lin[0].bias.copy_(z_lin[0].bias)
-        for z_l, g_l, w in zip(z_lin[1:-1], g_lin[1:-1], weights[1:-1]):
-            g_l.weight.copy_(w)
-            g_l.bias.copy_(z_l.bias)
-        rows = [perm[f] * 2 + q for q in (1, 0) for f in range(dim)]  # param-major in genlab
-        _copy_affine_head(g_lin[-1], weights[-1], z_lin[-1].bias, rows)
-        # the forward pass must still be autoregressive with the copied weights
+    dim = 3
+    ours, _ = _zuko_pair("maf", dim, 4)
+    for made in (m for m in ours.modules() if isinstance(m, T.MADE)):
+        # the forward pass must still be autoregressive with the copied weights and masks
         x = torch.randn(5, dim)
         with torch.enable_grad():
             jac = torch.autograd.functional.jacobian(lambda v, m=made: m(v).sum((0, 2)), x)
         jac = jac.sum(1)  # (D out, D in)
         assert torch.all(jac.triu() == 0) and torch.all(jac.tril(-1)[1:, 0] != 0)
+    ours, theirs = _zuko_pair("maf", dim, 4)
     x = torch.randn(64, dim) * 2
     expected = theirs().log_prob(x)
     got = ours.log_likelihood(x).nats
@@ -627,36 +619,50 @@ def test_maf_matches_zuko_given_the_same_weights():
 def test_realnvp_matches_zuko_given_the_same_weights():
     """genlab's vector Real NVP (alternating masks, no ActNorm or permutations) computes zuko's
     RealNVP log-density once it carries zuko's weights."""
-    zuko = pytest.importorskip("zuko")
     torch.manual_seed(0)
-    dim, layers = 4, 3
-    theirs = zuko.flows.RealNVP(dim, transforms=layers, hidden_features=(16, 16))
-    spec = DataSpec("points", (dim,), name="toy")
-    ours = genlab.create(
-        "realnvp",
-        spec=spec,
-        num_layers=layers,
-        hidden=(16, 16),
-        activation="relu",
-        mask="alternate",
-        actnorm=False,
-        permute=False,
-    )
-    couplings = [m for m in ours.modules() if isinstance(m, T.Coupling)]
-    for z_layer, coupling in zip(theirs.transform.transforms, couplings, strict=True):
-        assert coupling.identity_idx.tolist() == torch.nonzero(z_layer.mask).squeeze(-1).tolist()
-        z_lin = [m for m in z_layer.hyper if hasattr(m, "weight")]  # zuko.nn.Linear
-        g_lin = [m for m in coupling.conditioner if isinstance(m, torch.nn.Linear)]
-        for z_l, g_l in zip(z_lin[:-1], g_lin[:-1], strict=True):
-            g_l.weight.copy_(z_l.weight)
-            g_l.bias.copy_(z_l.bias)
-        n_tr = len(coupling.transform_idx)
-        rows = [f * 2 + q for f in range(n_tr) for q in (1, 0)]  # feature-major in both
-        _copy_affine_head(g_lin[-1], z_lin[-1].weight, z_lin[-1].bias, rows)
-    x = torch.randn(64, dim) * 2
+    ours, theirs = _zuko_pair("realnvp", 4, 3)
+    x = torch.randn(64, 4) * 2
     expected = theirs().log_prob(x)
     got = ours.log_likelihood(x).nats
     assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
+
+
+@pytest.mark.parametrize("kind", ["maf", "realnvp"])
+def test_flows_started_from_zuko_weights_train_like_zuko(kind):
+    """With the same weights, masks and batches, twenty Adam steps of genlab's flow and of
+    zuko's keep the same loss and density: they are the same model, not just the same start."""
+    torch.manual_seed(1)
+    ours, theirs = _zuko_pair(kind, 3, 2)
+    opt_ours = torch.optim.Adam(ours.parameters(), lr=1e-2)
+    opt_theirs = torch.optim.Adam(theirs.parameters(), lr=1e-2)
+    for _ in range(20):
+        x = torch.randn(32, 3) * 2
+        for opt, loss in (
+            (opt_ours, ours.loss(Batch(x)).loss),
+            (opt_theirs, -theirs().log_prob(x).mean()),
+        ):
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    x = torch.randn(64, 3)
+    with torch.no_grad():
+        got, expected = ours.log_likelihood(x).nats, theirs().log_prob(x)
+    assert torch.allclose(got, expected, atol=1e-4), (got - expected).abs().max()
+
+
+def test_load_zuko_weights_rejects_architectures_that_do_not_correspond():
+    zuko = pytest.importorskip("zuko")
+    spec = DataSpec("points", (2,), name="toy")
+    maf = genlab.create("maf", spec=spec, num_layers=2, hidden=(8, 8), activation="relu")
+    with pytest.raises(ConfigError, match="num_layers=3"):
+        load_zuko_weights(maf, zuko.flows.MAF(2, transforms=3, hidden_features=(8, 8)))
+    with pytest.raises(ConfigError, match="hidden"):
+        load_zuko_weights(maf, zuko.flows.MAF(2, transforms=2, hidden_features=(8, 8, 8)))
+    with pytest.raises(ConfigError, match="MAF or RealNVP"):
+        load_zuko_weights(maf, zuko.flows.NSF(2, transforms=2))
+    nvp = genlab.create("realnvp", spec=spec, num_layers=2, hidden=(8, 8), mask="half")
+    with pytest.raises(ConfigError, match="mask='alternate'"):
+        load_zuko_weights(nvp, zuko.flows.RealNVP(3, transforms=2, hidden_features=(8, 8)))
 
 
 def test_affine_clips_bound_the_log_scale_and_bad_options_raise():
