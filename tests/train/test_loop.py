@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pytest
@@ -13,6 +14,7 @@ from genlab.core.errors import ConfigError, TrainingDiverged
 from genlab.data.dataset import Dataset
 from genlab.train.checkpoint import latest_checkpoint, load_checkpoint
 from genlab.train.config import TrainConfig
+from genlab.train.ema import EMA
 from genlab.train.loop import fit
 from genlab.train.schedule import warmup_cosine
 
@@ -107,6 +109,39 @@ def test_ema_weights_are_the_average_that_is_kept():
     fit(averaged, _data(), _cfg(steps=20, ema_decay=0.9))
     # With EMA, the model keeps the averaged weights, which lag the live ones.
     assert not torch.allclose(live.gen.weight, averaged.gen.weight)
+
+
+def test_ema_warmup_ramps_the_decay_and_forgets_the_initial_weights():
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = EMA(model, 0.999, warmup=True)
+    assert ema.decay_at(1) == pytest.approx(2 / 11) and ema.decay_at(10**6) == 0.999
+    with pytest.raises(ValueError, match="update\\(step\\)"):
+        ema.update()
+    with torch.no_grad():
+        model.weight.fill_(1.0)  # the weights move away from their initial 0 at once
+    for step in range(1, 301):
+        ema.update(step)
+    # the initial weights keep the product of the decays, (2 ... 10) / (302 ... 310) < 1e-15,
+    # where a plain 0.999 average keeps 0.999 ** 300 = 74%
+    kept = math.prod(ema.decay_at(t) for t in range(1, 301))
+    assert kept < 1e-15
+    assert ema.shadow["weight"].item() == pytest.approx(1 - kept, abs=1e-6)
+    plain = EMA(model, 0.999)
+    plain.shadow["weight"].fill_(0.0)
+    for _ in range(300):
+        plain.update()
+    assert plain.shadow["weight"].item() == pytest.approx(1 - 0.999**300, rel=1e-5)
+
+
+def test_ema_warmup_is_a_training_option():
+    torch.manual_seed(0)
+    a, b = TwoKeyToy(), TwoKeyToy()
+    b.load_state_dict(a.state_dict())
+    fit(a, _data(), _cfg(steps=20, ema_decay=0.99))
+    fit(b, _data(), _cfg(steps=20, ema_decay=0.99, ema_warmup=True))
+    assert not torch.allclose(a.gen.weight, b.gen.weight)
 
 
 def test_warmup_cosine_schedule():

@@ -27,6 +27,8 @@ class TrainConfig:
         grad_accum: micro-batches accumulated per optimizer step.
         ema_decay: decay of an exponential moving average of the weights used for sampling and
             evaluation (0 turns EMA off).
+        ema_warmup: ramp the EMA decay as min(ema_decay, (1 + step) / (10 + step)), so that a
+            long average (e.g. 0.999) forgets the initial weights within a short run.
         precision: "fp32", "bf16" (autocast; CPU and CUDA), "fp16" (CUDA autocast with a grad
             scaler), or "auto": bf16 on a CUDA device that supports it, fp32 otherwise.
         device: "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:1", ...
@@ -53,6 +55,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     grad_accum: int = 1
     ema_decay: float = 0.0
+    ema_warmup: bool = False
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: str = "auto"
     seed: int = 0

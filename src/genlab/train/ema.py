@@ -14,20 +14,34 @@ class EMA:
 
     Buffers that are not floating point (counters) are copied as they are. `swapped_in` lends
     the averaged weights to the model for sampling or evaluation and puts the live ones back.
+
+    With `warmup`, the decay at step t (1-based) is min(decay, (1 + t) / (10 + t)), the warm-up
+    of diffusers' EMAModel: early steps average over the few weights seen so far, so a long
+    average (0.999) no longer carries the random initial weights through a short run (without
+    it, 0.999 ** 3000 = 5% of the shadow is still the initialization after 3,000 steps).
     """
 
-    def __init__(self, model: nn.Module, decay: float):
+    def __init__(self, model: nn.Module, decay: float, *, warmup: bool = False):
         self.model = model
         self.decay = decay
+        self.warmup = warmup
         self.shadow: dict[str, Tensor] = {
             k: v.detach().clone() for k, v in model.state_dict().items()
         }
 
+    def decay_at(self, step: int) -> float:
+        """The decay applied after optimizer step `step` (1-based)."""
+        return min(self.decay, (1 + step) / (10 + step)) if self.warmup else self.decay
+
     @torch.no_grad()
-    def update(self) -> None:
+    def update(self, step: int | None = None) -> None:
+        """Average in the current weights; `step` (1-based) is needed with warm-up."""
+        if self.warmup and step is None:
+            raise ValueError("EMA with warm-up needs the step: call update(step)")
+        decay = self.decay_at(step) if step is not None else self.decay
         for k, v in self.model.state_dict().items():
             if v.is_floating_point():
-                self.shadow[k].lerp_(v.detach(), 1.0 - self.decay)
+                self.shadow[k].lerp_(v.detach(), 1.0 - decay)
             else:
                 self.shadow[k].copy_(v)
 

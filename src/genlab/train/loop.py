@@ -172,7 +172,7 @@ def fit(
         for k in keys
     }
     scaler = torch.amp.GradScaler(device.type, enabled=needs_scaler)
-    ema = EMA(model, config.ema_decay) if config.ema_decay > 0 else None
+    ema = EMA(model, config.ema_decay, warmup=config.ema_warmup) if config.ema_decay > 0 else None
     loss_module = wrap(model, dist_info, device, len(keys))
     stream = BatchStream(
         len(data),
@@ -315,7 +315,7 @@ def fit(
                 logs[f"grad_norm/{key}"] = float(norm)
         model.after_step(step)
         if ema is not None:
-            ema.update()
+            ema.update(step)
         last_logs = logs
         elapsed = time.perf_counter() - start_time
         if step % config.log_every == 0 or step == config.steps:
