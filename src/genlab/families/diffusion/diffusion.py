@@ -758,8 +758,8 @@ class Diffusion(NeuralModel):
                 inpainting noise).
             cond: {"label": int64 (N,)} for a conditional model; without it a conditional
                 model trained with label dropout samples unconditionally (the null class).
-            sampler: one of samplers.py's registry (ddpm, ddim, dpmpp_2m, dpmpp_2s/3m, euler,
-                heun, euler_maruyama, pc, ode).
+            sampler: one of samplers.py's registry (ddpm, ddim, dpmpp_2m, dpmpp_2m_sde,
+                dpmpp_2s/3m, euler, heun, euler_maruyama, pc, ode).
             steps: sampler steps (network evaluations per step: `network_evaluations`).
             guidance: classifier-free guidance w, D_c + w (D_c - D_u); 0 is the conditional
                 model (diffusers' guidance_scale = w + 1). Needs a conditional model and cond.
