@@ -191,7 +191,7 @@ def test_bad_inputs_raise_clear_errors(data):
         model.sample(1, top_p=0.0)
     with pytest.raises(DataError, match=r"'Z'.*tokenizer='byte' or 'bpe'"):
         model.sample(1, prompt="Zebra", max_new_tokens=3)
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigError, match=r"no option 'guidance'.*its own use_cache"):
         model.sample(1, guidance=2.0)
     with pytest.raises(ConfigError, match="unconditional"):
         model.sample(1, cond={"label": torch.zeros(1, dtype=torch.int64)})

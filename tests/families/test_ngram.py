@@ -265,7 +265,7 @@ def test_bad_input_gives_clear_errors():
         text_model.sample(1, prompt="Zebra Q!")
     with pytest.raises(ConfigError, match="top_p"):
         text_model.sample(1, top_p=1.5)
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigError, match="no option 'beams'"):
         text_model.sample(1, beams=3)
     with pytest.raises(DataError, match="token ids"):
         genlab.create("ngram").fit(genlab.data.load("moons", num_samples=50))

@@ -32,7 +32,7 @@ while training, like `gpt`), so samples are (N, spec.shape[0]) int64 like the da
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from genlab.core.contract import Batch, DataSpec, LogLikelihood, LossOutput, NeuralModel
 from genlab.core.errors import ConfigError, DataError
 from genlab.core.registry import register
-from genlab.families.autoregressive.decoding import StreamFn, sample_tokens
+from genlab.families.autoregressive.decoding import TokenSampling
 
 Cell = Literal["lstm", "gru"]
 INIT_RANGE = 0.1  # uniform init of embeddings and output layer (Zaremba et al. 2014)
@@ -98,7 +98,7 @@ def _check_spec(spec: DataSpec) -> None:
 
 
 @register("charrnn", CharRNNConfig, "LSTM/GRU language model (char-rnn), exact likelihood")
-class CharRNN(NeuralModel):
+class CharRNN(TokenSampling, NeuralModel):
     """A recurrent (LSTM or GRU) language model over the token ids of a text data set.
 
     Args:
@@ -237,59 +237,3 @@ class CharRNN(NeuralModel):
         device = generator.device if generator is not None else torch.device("cpu")
         ids = torch.multinomial(counts.to(device), n, replacement=True, generator=generator)
         return ids.cpu()[:, None]  # (N, 1)
-
-    @torch.no_grad()
-    def sample(
-        self,
-        num_samples: int,
-        *,
-        generator: torch.Generator | None = None,
-        cond: dict[str, Tensor] | None = None,
-        prompt: str | Sequence[int] | Tensor | None = None,
-        max_new_tokens: int | None = None,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        repetition_penalty: float = 1.0,
-        stop: str | Sequence[str] | None = None,
-        stream: StreamFn | None = None,
-    ) -> Tensor:
-        """Generate token ids, int64 (N, P + n): the start token or prompt, then new tokens.
-
-        Args:
-            num_samples: N.
-            generator: seeds every draw (same seed, same tokens).
-            cond: must be None (charrnn is unconditional; steer it with a prompt).
-            prompt: text (encoded with the data's tokenizer) or ids (P,) / (N, P); None or ""
-                starts from one start token (see the module docstring).
-            max_new_tokens: default spec.shape[0] - 1 without a prompt (samples shaped like
-                the data) and spec.shape[0] with one.
-            temperature: <= 0 is greedy; top_k, top_p, repetition_penalty, stop, stream: the
-                decoding controls of `genlab.families.autoregressive.decoding`.
-
-        Returns:
-            int64 (N, P + n); rows that stopped early end in `PAD_ID` (-1).
-        """
-        if cond:
-            raise ConfigError("charrnn is unconditional: pass cond=None (use prompt= to steer it)")
-        was_training = self.training
-        self.eval()
-        try:
-            out = sample_tokens(
-                self.step_function(),
-                self.spec,
-                num_samples,
-                start=self._start_tokens,
-                generator=generator,
-                prompt=prompt,
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                top_k=top_k,
-                top_p=top_p,
-                repetition_penalty=repetition_penalty,
-                stop=stop,
-                stream=stream,
-            )
-        finally:
-            self.train(was_training)
-        return out.cpu()

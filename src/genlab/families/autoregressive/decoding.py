@@ -62,6 +62,7 @@ StreamFn = Callable[[Tensor], Any]
 __all__ = [
     "PAD_ID",
     "DecodingOptions",
+    "TokenSampling",
     "Generation",
     "apply_repetition_penalty",
     "beam_search",
@@ -499,3 +500,93 @@ def sample_tokens(
         decode_rows=decode_rows,
     )
     return out.ids
+
+
+class TokenSampling:
+    """`sample` for the unconditional token models (gpt, charrnn, ngram), one definition.
+
+    A model that mixes it in (before its base class) defines `name`, `spec`,
+    `step_function(**options)` and `_start_tokens(n, generator)`; `step_options` names the
+    keyword options of its own that `sample` passes on to `step_function` (gpt: `use_cache`),
+    and `_check_ready()` may refuse to sample (an unfitted classical model). A torch module is
+    put in eval mode while it samples, and back after.
+    """
+
+    step_options: tuple[str, ...] = ()
+
+    def _check_ready(self) -> None:
+        """Raise when the model cannot sample yet; the default accepts."""
+
+    def sample(
+        self,
+        num_samples: int,
+        *,
+        generator: torch.Generator | None = None,
+        cond: dict[str, Tensor] | None = None,
+        prompt: str | Sequence[int] | Tensor | None = None,
+        max_new_tokens: int | None = None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        repetition_penalty: float = 1.0,
+        stop: str | Sequence[str] | None = None,
+        stream: StreamFn | None = None,
+        **step_options: Any,
+    ) -> Tensor:
+        """Generate token ids, int64 (N, P + n): the start token or prompt, then new tokens.
+
+        Args:
+            num_samples: N.
+            generator: seeds every draw (same seed, same tokens).
+            cond: must be None (these models are unconditional; steer them with a prompt).
+            prompt: text (encoded with the data's tokenizer; characters outside a char
+                vocabulary raise a `DataError`) or ids (P,) / (N, P); None or "" starts from
+                one start token drawn by the model (see its module docstring).
+            max_new_tokens: default spec.shape[0] - 1 without a prompt (samples shaped like
+                the data's blocks) and spec.shape[0] with one.
+            temperature: <= 0 is greedy; top_k, top_p, repetition_penalty, stop, stream: the
+                decoding controls of this module.
+            step_options: the model's own options of `step_function` (`step_options`), e.g.
+                gpt's use_cache=False (recompute the whole context every step: same tokens,
+                slower; for checks and benchmarks).
+
+        Returns:
+            int64 (N, P + n); rows that stopped early end in `PAD_ID` (-1).
+        """
+        if cond:
+            raise ConfigError(
+                f"{self.name} is unconditional: pass cond=None (use prompt= to steer it)"
+            )
+        if unknown := sorted(set(step_options) - set(self.step_options)):
+            own = f", and its own {', '.join(self.step_options)}" if self.step_options else ""
+            raise ConfigError(
+                f"{self.name}.sample has no option {', '.join(map(repr, unknown))}; it takes "
+                "generator, prompt, max_new_tokens, temperature, top_k, top_p, "
+                f"repetition_penalty, stop, stream{own}"
+            )
+        self._check_ready()
+        module = self if isinstance(self, torch.nn.Module) else None
+        was_training = module is not None and module.training
+        if module is not None:
+            module.eval()
+        try:
+            with torch.no_grad():
+                out = sample_tokens(
+                    self.step_function(**step_options),
+                    self.spec,
+                    num_samples,
+                    start=self._start_tokens,
+                    generator=generator,
+                    prompt=prompt,
+                    max_new_tokens=max_new_tokens,
+                    temperature=temperature,
+                    top_k=top_k,
+                    top_p=top_p,
+                    repetition_penalty=repetition_penalty,
+                    stop=stop,
+                    stream=stream,
+                )
+        finally:
+            if module is not None:
+                module.train(was_training)
+        return out.cpu()

@@ -57,10 +57,10 @@ from genlab.core.registry import register
 from genlab.families.autoregressive.decoding import (
     DecodingOptions,
     StreamFn,
+    TokenSampling,
     beam_search,
     generate,
     prompt_tensor,
-    sample_tokens,
     spec_decoder,
     truncate_at_stop,
 )
@@ -307,7 +307,7 @@ def _check_spec(config: GPTConfig, spec: DataSpec) -> int:
     GPTConfig,
     "decoder-only transformer language model (nanoGPT-style), KV-cache decoding",
 )
-class GPT(NeuralModel):
+class GPT(TokenSampling, NeuralModel):
     """A GPT language model over the token ids of a text data set.
 
     Args:
@@ -315,6 +315,8 @@ class GPT(NeuralModel):
         spec: the text data set's spec (vocabulary size in `discrete_levels`, block length in
             `shape`, tokenizer for prompts and stop strings).
     """
+
+    step_options = ("use_cache",)  # sample(use_cache=False): no key/value cache
 
     def __init__(self, config: GPTConfig, spec: DataSpec) -> None:
         super().__init__()
@@ -489,65 +491,6 @@ class GPT(NeuralModel):
         device = generator.device if generator is not None else torch.device("cpu")
         ids = torch.multinomial(counts.to(device), n, replacement=True, generator=generator)
         return ids.cpu()[:, None]  # (N, 1)
-
-    @torch.no_grad()
-    def sample(
-        self,
-        num_samples: int,
-        *,
-        generator: torch.Generator | None = None,
-        cond: dict[str, Tensor] | None = None,
-        prompt: str | Sequence[int] | Tensor | None = None,
-        max_new_tokens: int | None = None,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        repetition_penalty: float = 1.0,
-        stop: str | Sequence[str] | None = None,
-        stream: StreamFn | None = None,
-        use_cache: bool = True,
-    ) -> Tensor:
-        """Generate token ids, int64 (N, P + n): the start token or prompt, then new tokens.
-
-        Args:
-            num_samples: N.
-            generator: seeds every draw (same seed, same tokens).
-            cond: must be None (gpt is unconditional; condition it with a prompt).
-            prompt: text (encoded with the data's tokenizer) or ids (P,) / (N, P); None or ""
-                starts from one start token (see the module docstring).
-            max_new_tokens: new tokens; default spec.shape[0] - 1 without a prompt (samples
-                shaped like the data) and spec.shape[0] with one.
-            temperature: <= 0 is greedy; top_k, top_p, repetition_penalty, stop, stream: the
-                decoding controls of `genlab.families.autoregressive.decoding`.
-            use_cache: incremental decoding with the key/value cache (False recomputes the
-                whole context every step: same tokens, slower; for checks and benchmarks).
-
-        Returns:
-            int64 (N, P + n); rows that stopped early end in `PAD_ID` (-1).
-        """
-        if cond:
-            raise ConfigError("gpt is unconditional: pass cond=None (use prompt= to steer it)")
-        was_training = self.training
-        self.eval()
-        try:
-            out = sample_tokens(
-                self.step_function(use_cache=use_cache),
-                self.spec,
-                num_samples,
-                start=self._start_tokens,
-                generator=generator,
-                prompt=prompt,
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                top_k=top_k,
-                top_p=top_p,
-                repetition_penalty=repetition_penalty,
-                stop=stop,
-                stream=stream,
-            )
-        finally:
-            self.train(was_training)
-        return out.cpu()
 
     def generate_text(
         self,

@@ -76,7 +76,7 @@ from genlab.core.contract import ClassicalModel, DataSpec, LogLikelihood
 from genlab.core.errors import CheckpointError, ConfigError, DataError, GenlabError
 from genlab.core.registry import register
 from genlab.data.dataset import Dataset
-from genlab.families.autoregressive.decoding import StreamFn, sample_tokens
+from genlab.families.autoregressive.decoding import TokenSampling
 
 if TYPE_CHECKING:
     from genlab.train.config import TrainConfig
@@ -207,7 +207,7 @@ def _codes(tokens: np.ndarray, vocab_size: int) -> np.ndarray:
     NGramConfig,
     "n-gram Markov chain over tokens (interpolated Kneser-Ney or add-k), exact likelihood",
 )
-class NGram(ClassicalModel):
+class NGram(TokenSampling, ClassicalModel):
     """n-gram language model with interpolated (modified) Kneser-Ney or add-k smoothing.
 
     scikit-learn conventions: the constructor stores its arguments, `fit` returns self, and
@@ -558,56 +558,8 @@ class NGram(ClassicalModel):
         unigram = self.next_token_probs(torch.zeros(1, 0, dtype=torch.int64))[0]  # (V,)
         return torch.multinomial(unigram, n, replacement=True, generator=generator)[:, None]
 
-    def sample(
-        self,
-        num_samples: int,
-        *,
-        generator: torch.Generator | None = None,
-        cond: dict[str, Tensor] | None = None,
-        prompt: str | Sequence[int] | Tensor | None = None,
-        max_new_tokens: int | None = None,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        repetition_penalty: float = 1.0,
-        stop: str | Sequence[str] | None = None,
-        stream: StreamFn | None = None,
-    ) -> Tensor:
-        """Generate token ids, int64 (N, P + n): the start token or prompt, then new tokens.
-
-        Args:
-            num_samples: N.
-            generator: seeds every draw (same seed, same tokens).
-            cond: must be None (ngram is unconditional; steer it with a prompt).
-            prompt: text (encoded with the data's tokenizer; characters outside a char
-                vocabulary raise a `DataError`) or ids (P,) / (N, P); None or "" starts from
-                one token drawn from the unigram distribution.
-            max_new_tokens: default spec.shape[0] - 1 without a prompt (samples shaped like
-                the data's blocks), spec.shape[0] with one.
-            temperature: <= 0 is greedy; top_k, top_p, repetition_penalty, stop, stream: the
-                shared decoding controls (`genlab.families.autoregressive.decoding`).
-
-        Returns:
-            int64 (N, P + n); rows that stopped early end in `PAD_ID` (-1).
-        """
-        if cond:
-            raise ConfigError("ngram is unconditional: pass cond=None (use prompt= to steer it)")
+    def _check_ready(self) -> None:
         self._fitted()
-        return sample_tokens(
-            self.step_function(),
-            self.spec,
-            num_samples,
-            start=self._start_tokens,
-            generator=generator,
-            prompt=prompt,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            repetition_penalty=repetition_penalty,
-            stop=stop,
-            stream=stream,
-        )
 
     # -- state -------------------------------------------------------------------------------
 
