@@ -663,6 +663,24 @@ def test_load_zuko_weights_rejects_architectures_that_do_not_correspond():
     nvp = genlab.create("realnvp", spec=spec, num_layers=2, hidden=(8, 8), mask="half")
     with pytest.raises(ConfigError, match="mask='alternate'"):
         load_zuko_weights(nvp, zuko.flows.RealNVP(3, transforms=2, hidden_features=(8, 8)))
+    # what a copy would get silently wrong: each of these loaded before, as another function
+    zuko_maf = zuko.flows.MAF(2, transforms=2, hidden_features=(8, 8))
+    silu = genlab.create("maf", spec=spec, num_layers=2, hidden=(8, 8))  # default silu
+    with pytest.raises(ConfigError, match="plain ReLU"):
+        load_zuko_weights(silu, zuko_maf)
+    elu = zuko.flows.MAF(2, transforms=2, hidden_features=(8, 8), activation=torch.nn.ELU)
+    with pytest.raises(ConfigError, match="plain ReLU"):
+        load_zuko_weights(maf, elu)
+    iaf = genlab.create("iaf", spec=spec, num_layers=2, hidden=(8, 8), activation="relu")
+    with pytest.raises(ConfigError, match="genlab 'maf' model, not 'iaf'"):
+        load_zuko_weights(iaf, zuko_maf)
+    with pytest.raises(ConfigError, match="unconditional"):
+        load_zuko_weights(maf, zuko.flows.MAF(2, 3, transforms=2, hidden_features=(8, 8)))
+    nvp = genlab.create(
+        "realnvp", spec=spec, num_layers=2, hidden=(8, 8), activation="relu", mask="alternate"
+    )
+    with pytest.raises(ConfigError, match="actnorm=False, permute=False"):
+        load_zuko_weights(nvp, zuko.flows.RealNVP(2, transforms=2, hidden_features=(8, 8)))
 
 
 def test_affine_clips_bound_the_log_scale_and_bad_options_raise():

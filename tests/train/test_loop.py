@@ -142,6 +142,10 @@ def test_ema_warmup_is_a_training_option():
     fit(a, _data(), _cfg(steps=20, ema_decay=0.99))
     fit(b, _data(), _cfg(steps=20, ema_decay=0.99, ema_warmup=True))
     assert not torch.allclose(a.gen.weight, b.gen.weight)
+    with pytest.raises(ConfigError, match="ema_decay is 0"):
+        _cfg(ema_warmup=True)
+    with pytest.raises(ConfigError, match="true or false"):
+        _cfg(ema_decay=0.9, ema_warmup="false")
 
 
 def test_warmup_cosine_schedule():

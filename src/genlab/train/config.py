@@ -84,6 +84,13 @@ class TrainConfig:
                 )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not isinstance(self.ema_warmup, bool):
+            raise ConfigError(f"train.ema_warmup must be true or false, got {self.ema_warmup!r}")
+        if self.ema_warmup and self.ema_decay == 0:
+            raise ConfigError(
+                "train.ema_warmup ramps the EMA decay, but ema_decay is 0 (no EMA): set "
+                "ema_decay, e.g. 0.999, or drop ema_warmup"
+            )
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.grad_clip < 0 or self.max_seconds < 0 or self.weight_decay < 0:

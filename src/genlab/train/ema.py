@@ -15,8 +15,10 @@ class EMA:
     Buffers that are not floating point (counters) are copied as they are. `swapped_in` lends
     the averaged weights to the model for sampling or evaluation and puts the live ones back.
 
-    With `warmup`, the decay at step t (1-based) is min(decay, (1 + t) / (10 + t)), the warm-up
-    of diffusers' EMAModel: early steps average over the few weights seen so far, so a long
+    With `warmup`, the decay after optimizer step t (1-based) is min(decay, (1 + t) / (10 + t)),
+    the ramp of diffusers' EMAModel without its power warm-up (diffusers counts from t - 1 and
+    copies the weights at its first update): early steps average over the few weights seen so
+    far, so a long
     average (0.999) no longer carries the random initial weights through a short run (without
     it, 0.999 ** 3000 = 5% of the shadow is still the initialization after 3,000 steps).
     """

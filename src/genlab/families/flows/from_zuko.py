@@ -33,13 +33,22 @@ def load_zuko_weights(ours: nn.Module, theirs: nn.Module) -> None:
     kind = type(theirs).__name__
     layers = list(getattr(getattr(theirs, "transform", None), "transforms", []))
     if kind == "MAF":
-        ours_layers = [m for m in ours.modules() if isinstance(m, T.MADE)]
+        name, ours_layers = "maf", [m for m in ours.modules() if isinstance(m, T.MADE)]
         copy = _copy_made
     elif kind == "RealNVP":
-        ours_layers = [m for m in ours.modules() if isinstance(m, T.Coupling)]
+        name, ours_layers = "realnvp", [m for m in ours.modules() if isinstance(m, T.Coupling)]
         copy = _copy_coupling
+        if any(isinstance(m, (T.ActNorm, T.Permutation)) for m in ours.modules()):
+            raise ConfigError(
+                "zuko's RealNVP has no ActNorm or permutations: create the genlab realnvp "
+                "with actnorm=False, permute=False (and mask='alternate')"
+            )
     else:
         raise ConfigError(f"load_zuko_weights takes a zuko MAF or RealNVP, not {kind}")
+    if getattr(ours, "name", None) != name:
+        raise ConfigError(
+            f"a zuko {kind} loads into a genlab {name!r} model, not {getattr(ours, 'name', ours)!r}"
+        )
     if len(layers) != len(ours_layers) or not layers:
         raise ConfigError(
             f"the zuko {kind} has {len(layers)} transforms and the genlab model "
@@ -47,7 +56,51 @@ def load_zuko_weights(ours: nn.Module, theirs: nn.Module) -> None:
             "(see genlab.families.flows.from_zuko for the corresponding options)"
         )
     for i, (z_layer, layer) in enumerate(zip(layers, ours_layers, strict=True)):
+        _check_layer(kind, z_layer, layer)
         copy(z_layer, layer, reverse=i % 2 == 1)
+
+
+def _leaf_kinds(module: nn.Module) -> set[str]:
+    """The class names of a network's weightless leaf modules (its activations, norms)."""
+    return {
+        type(m).__name__
+        for m in module.modules()
+        if not list(m.children()) and not isinstance(getattr(m, "weight", None), torch.Tensor)
+    }
+
+
+def _check_layer(kind: str, z_layer: nn.Module, layer: nn.Module) -> None:
+    """Refuse what the copy would silently get wrong: another univariate transform, context,
+    activations other than ReLU, normalization or residual blocks in zuko's network."""
+    hyper = getattr(z_layer, "hyper", None)
+    univariate = getattr(z_layer, "univariate", None)
+    shapes = tuple(tuple(s) for s in getattr(z_layer, "shapes", ()))
+    if hyper is None or getattr(univariate, "__name__", None) != "MonotonicAffineTransform":
+        raise ConfigError(
+            f"this zuko {kind} does not use zuko's default affine transform "
+            "(MonotonicAffineTransform, default slope) on more than one feature: only that "
+            "one maps onto genlab's affine layers"
+        )
+    if shapes != ((), ()):
+        raise ConfigError(f"zuko's affine parameters have shapes {shapes}, expected ((), ())")
+    theirs, ours = _leaf_kinds(hyper), _leaf_kinds(layer)
+    bad = [type(m).__name__ for m in hyper.modules() if "Residual" in type(m).__name__]
+    if theirs != {"ReLU"} or ours != {"ReLU"} or bad:
+        raise ConfigError(
+            f"the zuko {kind} network has {sorted(theirs | set(bad))} and genlab's "
+            f"{sorted(ours)}: both must be plain ReLU networks (zuko's default; genlab "
+            "activation='relu')"
+        )
+    first = _linears(hyper)[0].weight.shape[1]
+    expected = layer.dim if isinstance(layer, T.MADE) else len(layer.identity_idx)
+    has_context = getattr(layer, "context_proj", None) is not None or getattr(
+        layer, "context_dim", 0
+    )
+    if first != expected or has_context:
+        raise ConfigError(
+            f"load_zuko_weights maps unconditional flows only (the zuko {kind}'s first layer "
+            f"takes {first} inputs where genlab's features give {expected})"
+        )
 
 
 def _linears(module: nn.Module) -> list[nn.Module]:
@@ -69,8 +122,8 @@ def _copy_made(z_layer: nn.Module, made: T.MADE, reverse: bool) -> None:
     """A zuko MaskedAutoregressiveTransform into a genlab MADE; `reverse`: genlab feeds this
     layer its features reversed where zuko's order is descending."""
     dim = made.dim
-    if made.num_params != 2 or made.context_proj is not None:
-        raise ConfigError("load_zuko_weights maps affine, unconditional MAF layers only")
+    if made.num_params != 2:
+        raise ConfigError("load_zuko_weights maps affine MAF layers only")
     perm = list(reversed(range(dim))) if reverse else list(range(dim))
     z_lin, g_lin = _linears(z_layer.hyper), _linears(made.net)
     if len(z_lin) != len(g_lin):
