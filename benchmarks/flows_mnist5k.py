@@ -22,8 +22,11 @@ the curve so far in state.json there, so a rerun continues where it stopped; a m
 budget is spent is not retrained. Writes benchmarks/results/flows_mnist5k.json, .md and .png
 (the curves), and sample grids (temperature 1.0 and 0.7) into the run folders.
 
+`--set MODEL.FIELD=VALUE` (repeatable) changes a model's configuration and `--name` names the
+results and run folder of such a variant, so the default results are kept.
+
 Usage: python benchmarks/flows_mnist5k.py [--quick] [--minutes 20] [--threads 1]
-           [--models realnvp,glow]
+           [--models realnvp,glow] [--set glow.hidden_channels=96 --name flows_mnist5k_glow96]
 """
 
 from __future__ import annotations
@@ -180,11 +183,25 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=20.0, help="training budget per model")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", default="realnvp,glow")
+    parser.add_argument(
+        "--set", action="append", default=[], help="MODEL.FIELD=VALUE, e.g. glow.hidden_channels=96"
+    )
+    parser.add_argument("--name", default=None, help="results name of a --set variant")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    name = "flows_mnist5k_quick" if args.quick else "flows_mnist5k"
+    name = args.name or ("flows_mnist5k_quick" if args.quick else "flows_mnist5k")
+    if args.set and not args.name:
+        raise SystemExit("--set changes the models: give the variant a --name of its own")
     budget = 15.0 if args.quick else args.minutes * 60
-    configs = QUICK_MODELS if args.quick else MODELS
+    configs = {k: dict(v) for k, v in (QUICK_MODELS if args.quick else MODELS).items()}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        model_name, _, field = key.partition(".")
+        if model_name not in configs or not field or not value:
+            raise SystemExit(
+                f"--set {item!r}: expected MODEL.FIELD=VALUE, MODEL in {list(configs)}"
+            )
+        configs[model_name][field] = json.loads(value)
     train = genlab.data.load("mnist5k")
     test = genlab.data.load("mnist5k", split="test")
     if args.quick:

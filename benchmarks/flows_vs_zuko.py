@@ -12,26 +12,33 @@ genlab model and the corresponding zuko 1.6 flow are trained with identical sett
 - data: the toy's train split (5,000 points) and test split (5,000 points), seed 0;
 - training: Adam, lr `LR`, batch `BATCH` drawn with replacement from one seeded generator
   (the same batches for both libraries), `STEPS` steps, the same minimal loop (loss,
-  zero_grad, backward, step); the model seed is the run's seed (3 seeds);
+  zero_grad, backward, step); `SEEDS` seeds, each a different draw on every toy: the model
+  seed is 1000 * toy index + seed and the batch generator's seed 1000 more (so one integer
+  seeds the batch order of one toy and the initial weights of the next: different draws
+  from different streams);
+- initialization: zuko's flow is created from the seed; genlab's RealNVP and MAF then start
+  from zuko's very weights (`genlab.families.flows.from_zuko.load_zuko_weights`, MADE masks
+  included), which takes the initialization draw out of the comparison: genlab's RealNVP and
+  MAF compute exactly zuko's function and train like it step for step
+  (tests/families/test_flows.py), so what remains of a gap is the two libraries' numerics
+  (the order of floating-point operations), amplified by training on the sharper toys.
+  genlab's NSF parametrizes its spline differently (bin floors, softplus derivatives), so it
+  is not the same function: it starts from genlab's own initialization of the same seed;
 - test NLL: mean -log p(x) in nats on the test split, in eval mode.
-
-genlab's RealNVP and MAF compute exactly zuko's function: given zuko's weights they give its
-log-density to 1e-5 (tests/families/test_flows.py), and both libraries draw PyTorch's default
-uniform initialization, in a different order, so the NLL gaps of those rows are seed noise.
-As the layer shapes do not depend on the toy, a seed's initial weights are the same on all
-four toys: the toys do not give independent draws. genlab's NSF parametrizes its
-spline differently (bin floors, softplus derivatives), so it is not the same function.
 
 The two libraries train in the same process, interleaved step by step (one genlab step, one
 zuko step, the order alternating every step), each step timed, so load from other jobs hits
-both alike; the wall-time ratio is genlab's training seconds over zuko's, summed over seeds. Results go to
-benchmarks/results/flows_vs_zuko.json and .md; finished runs are recorded in
-benchmarks/runs/flows_vs_zuko/partial.json, so an interrupted run resumes where it stopped.
+both alike; the wall-time ratio is genlab's training seconds over zuko's, summed over seeds.
+Results go to benchmarks/results/flows_vs_zuko.json and .md; finished runs are recorded in
+benchmarks/runs/flows_vs_zuko/partial_<toy>.json, so an interrupted run resumes where it
+stopped. `--toys` runs some toys only (two processes on two cores: `--toys moons,spirals` and
+`--toys 8gaussians,checkerboard`); a run without it, started after those have finished (the
+runs share the partial files), trains what is missing and reports all.
 
 Target (issue 9): genlab's mean test NLL <= zuko's mean + one standard deviation, and wall
 time <= 1.0x zuko's.
 
-Usage: python benchmarks/flows_vs_zuko.py [--quick] [--threads 1] [--steps 2000]
+Usage: python benchmarks/flows_vs_zuko.py [--quick] [--threads 1] [--steps 2000] [--toys a,b]
 """
 
 from __future__ import annotations
@@ -51,16 +58,19 @@ from results_io import write_results  # noqa: E402
 
 import genlab  # noqa: E402
 from genlab.core.contract import Batch  # noqa: E402
+from genlab.families.flows.from_zuko import load_zuko_weights  # noqa: E402
 
 TOYS = ("moons", "8gaussians", "checkerboard", "spirals")
 FLOWS = ("realnvp", "maf", "nsf")
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1, 2, 3, 4)
 TRANSFORMS = 4
 HIDDEN = (64, 64)
 BINS = 8
 LR = 1e-3
 BATCH = 256
 STEPS = 2000
+SAME_FUNCTION = ("realnvp", "maf")  # start from zuko's weights; NSF's spline differs
+INIT = {f: "zuko_weights" if f in SAME_FUNCTION else "own_seeded" for f in FLOWS}
 
 
 def genlab_flow(name: str, spec) -> torch.nn.Module:
@@ -91,10 +101,13 @@ def train_pair(flow: str, toy: str, seed: int, steps: int) -> dict:
     alternates), timing every step, so machine load hits both alike; then score the test set."""
     train = genlab.data.load(toy, split="train")
     test = genlab.data.load(toy, split="test")
+    seed = 1000 * TOYS.index(toy) + seed  # independent draws on every toy
     torch.manual_seed(seed)
     ours = genlab_flow(flow, train.spec)
     torch.manual_seed(seed)
     theirs = zuko_flow(flow, train.x.shape[1])
+    if flow in SAME_FUNCTION:
+        load_zuko_weights(ours, theirs)
     losses = {
         "genlab": lambda x: ours.loss(Batch(x)).loss,
         "zuko": lambda x: -theirs().log_prob(x).mean(),
@@ -139,6 +152,7 @@ def main() -> None:
     parser.add_argument(
         "--steps", type=int, default=STEPS, help="training steps for both libraries alike"
     )
+    parser.add_argument("--toys", default=None, help="train these toys only, e.g. moons,spirals")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     name = "flows_vs_zuko_quick" if args.quick else "flows_vs_zuko"
@@ -147,23 +161,34 @@ def main() -> None:
     steps = 60 if args.quick else args.steps
     run_dir = Path(__file__).resolve().parent / "runs" / name
     run_dir.mkdir(parents=True, exist_ok=True)
-    partial_path = run_dir / "partial.json"
-    done = json.loads(partial_path.read_text()) if partial_path.exists() else {}
-
+    chosen = toys if args.toys is None else tuple(args.toys.split(","))
+    if unknown := set(chosen) - set(toys):
+        raise SystemExit(f"--toys {sorted(unknown)}: choose among {', '.join(toys)}")
+    done = {}
     for toy in toys:
+        path = run_dir / f"partial_{toy}.json"
+        done.update(json.loads(path.read_text()) if path.exists() else {})
+
+    for toy in chosen:
+        partial_path = run_dir / f"partial_{toy}.json"
         for seed in seeds:
             for flow in FLOWS:
-                if done.get(f"{toy}/{flow}/genlab/{seed}", {}).get("steps") == steps:
-                    continue  # finished with these settings (a run with other steps is redone)
+                settings = {"steps": steps, "init": INIT[flow]}
+                finished = done.get(f"{toy}/{flow}/genlab/{seed}", {})
+                if all(finished.get(k) == v for k, v in settings.items()):
+                    continue  # finished with these settings (a run with others is redone)
                 for lib, r in train_pair(flow, toy, seed, steps).items():
-                    r["steps"] = steps
+                    r.update(settings)
                     done[f"{toy}/{flow}/{lib}/{seed}"] = r
                     print(
                         f"{toy}/{flow}/{lib}/{seed}: test NLL {r['test_nll']:.4f}, "
                         f"{r['train_seconds']:.1f} s",
                         flush=True,
                     )
-                partial_path.write_text(json.dumps(done, indent=1))
+                mine = {k: v for k, v in done.items() if k.startswith(f"{toy}/")}
+                partial_path.write_text(json.dumps(mine, indent=1))
+    if args.toys is not None:
+        return  # a run without --toys reports
 
     figures: dict = {
         "settings": {
@@ -174,6 +199,8 @@ def main() -> None:
             "batch": BATCH,
             "steps": steps,
             "seeds": list(seeds),
+            "model_seed": "1000 * toy index + seed",
+            "init": INIT,
             "threads": args.threads,
             "zuko_version": __import__("zuko").__version__,
         }
@@ -182,7 +209,8 @@ def main() -> None:
         (
             "setting",
             f"{TRANSFORMS} transforms, hidden {HIDDEN}, Adam lr {LR}, batch {BATCH}, "
-            f"{steps} steps, seeds {list(seeds)}, {args.threads} thread(s)",
+            f"{steps} steps, seeds {list(seeds)} (per toy), {args.threads} thread(s); "
+            "genlab's RealNVP and MAF start from zuko's weights",
         )
     ]
     all_ok = True
