@@ -233,23 +233,7 @@ def dpmpp_2m(
     diffusers' DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2,
     solver_type="midpoint", final_sigmas_type="zero").
     """
-    values, per_sample = _grid(x, sigmas)
-    previous: torch.Tensor | None = None
-    for i in range(len(values) - 1):
-        sigma, sigma_next = values[i], values[i + 1]
-        x0 = denoise(x, per_sample[i])
-        if previous is None or sigma_next == 0:
-            x0_d = x0
-        else:
-            h = math.log(sigma / sigma_next)
-            r = math.log(values[i - 1] / sigma) / h
-            # (1 + 1/(2r)) x0 - 1/(2r) x0_previous
-            x0_d = torch.lerp(x0, previous, -1 / (2 * r))
-        # (sigma_next / sigma) x - expm1(-h) x0_d with exp(-h) = sigma_next / sigma
-        x = torch.lerp(x0_d, x, sigma_next / sigma)
-        previous = x0
-        x = _after(callback, i, x, sigmas)
-    return x
+    return _dpmpp_2m(denoise, x, sigmas, generator, callback, sde=False)
 
 
 def dpmpp_2m_sde(
@@ -272,22 +256,41 @@ def dpmpp_2m_sde(
     DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++", solver_order=2,
     solver_type="midpoint", final_sigmas_type="zero") given the same noise.
     """
+    return _dpmpp_2m(denoise, x, sigmas, generator, callback, sde=True)
+
+
+def _dpmpp_2m(
+    denoise: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    generator: torch.Generator | None,
+    callback: Callback | None,
+    *,
+    sde: bool,
+) -> torch.Tensor:
+    """The loop of `dpmpp_2m` (sde=False) and `dpmpp_2m_sde` (sde=True): the same multistep
+    extrapolation of the denoised estimate; the ODE step keeps exp(-h) of x, the SDE step
+    exp(-2h) plus fresh noise."""
     values, per_sample = _grid(x, sigmas)
     previous: torch.Tensor | None = None
     for i in range(len(values) - 1):
         sigma, sigma_next = values[i], values[i + 1]
         x0 = denoise(x, per_sample[i])
-        if sigma_next == 0:
+        x0_d = x0
+        if previous is not None and sigma_next > 0:
+            h = math.log(sigma / sigma_next)
+            r = math.log(values[i - 1] / sigma) / h
+            # (1 + 1/(2r)) x0 - 1/(2r) x0_previous
+            x0_d = torch.lerp(x0, previous, -1 / (2 * r))
+        ratio = sigma_next / sigma  # exp(-h)
+        if not sde:
+            # (sigma_next / sigma) x - expm1(-h) x0_d
+            x = torch.lerp(x0_d, x, ratio)
+        elif sigma_next == 0:
             x = x0
         else:
-            decay = (sigma_next / sigma) ** 2  # exp(-2h), h = log(sigma / sigma_next)
-            x0_d = x0
-            if previous is not None:
-                h = math.log(sigma / sigma_next)
-                r = math.log(values[i - 1] / sigma) / h
-                x0_d = torch.lerp(x0, previous, -1 / (2 * r))
-            x = torch.lerp(x0_d, x, decay)
-            x = x.add_(_noise(x, generator), alpha=sigma_next * math.sqrt(1 - decay))
+            x = torch.lerp(x0_d, x, ratio**2)
+            x = x.add_(_noise(x, generator), alpha=sigma_next * math.sqrt(1 - ratio**2))
         previous = x0
         x = _after(callback, i, x, sigmas)
     return x
