@@ -10,9 +10,13 @@ so a second invocation picks up where the first stopped.
 
 Figures, N = 1,000 samples per row with fixed seeds, classes as in the test split (100 per
 class), against the 1,000 mnist5k test digits in the `digits28` feature space: FID and KID
-(unbiased MMD^2 on the full sets), each with a 95% percentile bootstrap interval (200 resamples;
-evaluate.py explains why such intervals of FID sit above the estimate), beside the same figures
-for 1,000 training digits against the test digits (the real-vs-real floor). Rows: ancestral DDPM
+(unbiased MMD^2 on the full sets), each with a 95% delete-half jackknife interval (200 half
+sets of both the generated and the test features, without replacement, centred on the estimate:
+`genlab.metrics.bootstrap.half_sample_interval`; rows kept from before it have the
+with-replacement bootstrap, whose FID intervals sit above the estimate, marked as such),
+beside the same figures for 1,000 training digits against the test digits (the real-vs-real
+floor). Rows evaluated since the interval change keep their generated features in the run
+folder (features/<row>.npy), so their intervals can be recomputed without sampling again. Rows: ancestral DDPM
 at 250 steps (the reference), DDIM at 10/20/50 steps, DPM-Solver++(2M) at 10/20 (the
 probability-flow ODE) and its SDE form SDE-DPM-Solver++(2M) at 10/20, Heun at 18 steps (35
 evaluations), and unconditional DPM-Solver++(2M) at 20 (the null class). Guidance table:
@@ -24,11 +28,15 @@ doubled batch, so it costs two evaluations per sample.
 Targets (issue 5): reference FID <= 3x the floor; DPM-Solver++(2M) at 20 within 5% of the
 reference FID; >= 95% class accuracy at a guidance scale whose FID is <= 2x the unguided FID.
 
+`--redraws K` draws K sample sets (sample seeds 1..K) for each of the `--rows` and reports the
+mean and standard deviation of FID over them: how far FID moves between generated sample sets
+at N, against the one fixed set of test digits (the interval also varies the test set).
+
 `--config` trains another recipe (e.g. configs/diffusion_mnist5k_ema.yaml: a longer EMA with
 warm-up) into its own run folder and results, named after the config file.
 
 Usage: python benchmarks/diffusion_mnist5k.py [--minutes 30] [--quick] [--threads 1]
-           [--config configs/diffusion_mnist5k.yaml] > log
+           [--config configs/diffusion_mnist5k.yaml] [--rows a,b --redraws 3] > log
 """
 
 from __future__ import annotations
@@ -50,7 +58,7 @@ import genlab  # noqa: E402
 from genlab.core.config import read_yaml  # noqa: E402
 from genlab.data.writers import write_samples  # noqa: E402
 from genlab.families.diffusion.samplers import network_evaluations  # noqa: E402
-from genlab.metrics.bootstrap import bootstrap_interval  # noqa: E402
+from genlab.metrics.bootstrap import bootstrap_interval, half_sample_interval  # noqa: E402
 from genlab.metrics.distances import fid, kid  # noqa: E402
 from genlab.metrics.features import get_extractor  # noqa: E402
 from genlab.train.run import train_run  # noqa: E402
@@ -146,8 +154,9 @@ def train(runs: Path, minutes: float, quick: bool, config_file: Path = CONFIG):
 
 
 def interval(fn, a: torch.Tensor, b: torch.Tensor, resamples: int) -> list[float]:
-    """[estimate, low, high] of fn(a, b) with a percentile bootstrap of both sets."""
-    return list(bootstrap_interval(fn, a.numpy(), b.numpy(), num_resamples=resamples, seed=0))
+    """[estimate, low, high] of fn(a, b): the delete-half jackknife interval of both sets
+    (`genlab.metrics.bootstrap.half_sample_interval`), centred on the estimate."""
+    return list(half_sample_interval(fn, a.numpy(), b.numpy(), num_resamples=resamples, seed=0))
 
 
 def kid_full(a, b) -> float:
@@ -165,9 +174,14 @@ def main() -> None:
         help="evaluate these sampler rows only, e.g. ddpm_250,dpmpp_2m_20,dpmpp_2m_sde_20 "
         "(the first is the reference; no unconditional and guidance rows)",
     )
+    parser.add_argument(
+        "--redraws", type=int, default=1, help="sample sets (seeds 1..K) per row of --rows"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--num-samples", type=int, default=1000)
     args = parser.parse_args()
+    if args.redraws < 1 or (args.redraws > 1 and not args.rows):
+        raise SystemExit("--redraws K: K >= 1, and K > 1 needs --rows (redraws cost a row each)")
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     torch.set_num_threads(args.threads)
     if not args.config.is_file():
@@ -201,8 +215,9 @@ def main() -> None:
 
     partial_path = runs / "partial.json"
     partial = json.loads(partial_path.read_text()) if partial_path.exists() else {}
-    if "floor" not in partial:
+    if partial.get("floor", {}).get("interval") != "half_sample":  # cheap: no sampling
         partial["floor"] = {
+            "interval": "half_sample",
             "fid": interval(fid, f_real, f_ref, resamples),
             "kid": interval(kid_full, f_real, f_ref, resamples),
             "classifier_accuracy_real": float(
@@ -212,13 +227,18 @@ def main() -> None:
         partial_path.write_text(json.dumps(partial, indent=2))
     log(f"floor: {partial['floor']}")
 
-    def evaluate(tag: str, sampler: str, steps: int, guidance: float, cond: bool) -> dict:
+    features_dir = runs / "features"
+    features_dir.mkdir(exist_ok=True)
+
+    def evaluate(
+        tag: str, sampler: str, steps: int, guidance: float, cond: bool, seed: int = 1
+    ) -> dict:
         if tag in partial:
             return partial[tag]
         start, wall = time.process_time(), time.perf_counter()
         x = model.sample(
             n,
-            generator=torch.Generator().manual_seed(1),
+            generator=torch.Generator().manual_seed(seed),
             cond={"label": labels} if cond else None,
             sampler=sampler,
             steps=steps,
@@ -226,12 +246,15 @@ def main() -> None:
         )
         cpu = time.process_time() - start
         f_fake = extractor.features(x).double()
+        np.save(features_dir / f"{tag}.npy", f_fake.numpy())
         evals = network_evaluations(sampler, steps) * (2 if guidance > 0 else 1)
         row = {
             "sampler": sampler,
             "steps": steps,
             "guidance": guidance,
             "conditional": cond,
+            "sample_seed": seed,
+            "interval": "half_sample",
             "network_evaluations": evals,
             "sample_cpu_seconds": round(cpu, 1),
             "sample_wall_seconds": round(time.perf_counter() - wall, 1),
@@ -254,15 +277,33 @@ def main() -> None:
 
     for sampler, steps in rows:
         evaluate(f"{sampler}_{steps}", sampler, steps, 0.0, True)
+    for sampler, steps in rows if args.redraws > 1 else ():
+        for seed in range(2, args.redraws + 1):
+            tag = f"{sampler}_{steps}_seed{seed}"
+            evaluate(tag, sampler, steps, 0.0, True, seed=seed)
     guidance = () if args.rows else GUIDANCE
     if guidance:
         evaluate(f"uncond_dpmpp_2m_{guided_steps}", "dpmpp_2m", guided_steps, 0.0, False)
     for w in guidance:
         tag = f"dpmpp_2m_{guided_steps}" if w == 0 else f"guided_{w:g}_dpmpp_2m_{guided_steps}"
         evaluate(tag, "dpmpp_2m", guided_steps, w, True)
-    if args.rows:  # report these rows only
+    if args.rows:  # report these rows only (and their redraws)
         shown = {f"{sampler}_{steps}" for sampler, steps in rows}
-        partial = {k: v for k, v in partial.items() if k == "floor" or k in shown}
+        partial = {
+            k: v for k, v in partial.items() if k == "floor" or k.partition("_seed")[0] in shown
+        }
+
+    redraws = {}  # every row with redraws in partial.json, from this run or an earlier one
+    for tag in [t for t in partial if t != "floor" and "_seed" not in t]:
+        draws = [partial[tag]] + [v for k, v in partial.items() if k.startswith(f"{tag}_seed")]
+        if len(draws) > 1:
+            fids = [d["fid"][0] for d in draws]
+            redraws[tag] = {
+                "sample_seeds": [d.get("sample_seed", 1) for d in draws],
+                "fid_per_sample_seed": fids,
+                "fid_mean": float(np.mean(fids)),
+                "fid_sd": float(np.std(fids, ddof=1)),
+            }
 
     reference_tag = f"{rows[0][0]}_{rows[0][1]}"
     fast_tag = f"dpmpp_2m_{guided_steps}"
@@ -289,6 +330,7 @@ def main() -> None:
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "floor": partial["floor"],
         "rows": {k: v for k, v in partial.items() if k != "floor"},
+        "redraws": redraws,
         "target_reference_fid_within_3x_floor": ref_fid <= 3 * floor_fid,
         "reference_fid_over_floor": ref_fid / floor_fid,
         "target_dpmpp_2m_20_within_5pct_of_reference": abs(fast_fid - ref_fid) <= 0.05 * ref_fid,
@@ -320,11 +362,23 @@ def main() -> None:
             what += ", unconditional"
         if row["guidance"]:
             what += f", guidance w={row['guidance']:g}"
+        if row.get("sample_seed", 1) != 1:
+            what += f", sample seed {row['sample_seed']}"
+        if row.get("interval") != "half_sample":
+            what += ", bootstrap interval"
         acc = f" / acc {fmt(row['class_accuracy'])}" if "class_accuracy" in row else ""
         table.append(
             (
                 f"{what} ({row['network_evaluations']} evals, {row['sample_cpu_seconds']} CPU s)",
                 f"FID {fmt(row['fid'])} / KID {fmt(row['kid'], 5)}{acc}",
+            )
+        )
+    for tag, r in redraws.items():
+        table.append(
+            (
+                f"{tag}: FID over {len(r['fid_per_sample_seed'])} sample sets, mean ± sd",
+                f"{r['fid_mean']:.3f} ± {r['fid_sd']:.3f} "
+                f"({', '.join(f'{v:.3f}' for v in r['fid_per_sample_seed'])})",
             )
         )
     table += [
@@ -366,6 +420,8 @@ def plot(partial: dict, path: Path, guided_steps: int) -> Path:
     for tag, row in partial.items():
         if tag == "floor" or row["guidance"] or not row["conditional"]:
             continue
+        if row.get("sample_seed", 1) != 1:  # redraws: the table gives their spread
+            continue
         by_sampler.setdefault(row["sampler"], []).append(row)
     for sampler, rows in by_sampler.items():
         rows.sort(key=lambda r: r["network_evaluations"])
@@ -382,7 +438,7 @@ def plot(partial: dict, path: Path, guided_steps: int) -> Path:
     ws, accs, fids = [], [], []
     for tag, row in partial.items():
         if tag != "floor" and row["sampler"] == "dpmpp_2m" and row["steps"] == guided_steps:
-            if row["conditional"]:
+            if row["conditional"] and row.get("sample_seed", 1) == 1:
                 ws.append(row["guidance"])
                 accs.append(row["class_accuracy"][0])
                 fids.append(row["fid"][0])

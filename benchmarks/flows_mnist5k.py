@@ -54,6 +54,7 @@ MODELS = {
         "hidden_channels": 32,
         "preprocess": "logit",
         "logit_alpha": 0.05,
+        "marginal_spline_bins": 16,
     },
     "glow": {
         "num_levels": 2,
@@ -61,11 +62,22 @@ MODELS = {
         "hidden_channels": 32,
         "preprocess": "logit",
         "logit_alpha": 0.05,
+        "marginal_spline_bins": 16,
     },
 }
 QUICK_MODELS = {
-    "realnvp": {"num_scales": 2, "couplings_per_stage": 1, "hidden_channels": 8},
-    "glow": {"num_levels": 2, "steps_per_level": 1, "hidden_channels": 8},
+    "realnvp": {
+        "num_scales": 2,
+        "couplings_per_stage": 1,
+        "hidden_channels": 8,
+        "marginal_spline_bins": 4,
+    },
+    "glow": {
+        "num_levels": 2,
+        "steps_per_level": 1,
+        "hidden_channels": 8,
+        "marginal_spline_bins": 4,
+    },
 }
 TRAIN = {
     "batch_size": 32,
@@ -106,6 +118,14 @@ def train_model(
         if state_path.exists()
         else {"train_seconds": 0.0, "steps": 0, "total_steps": None, "curve": []}
     )
+    if state.setdefault("config", config) != config or (
+        state_path.exists() and "config" not in json.loads(state_path.read_text())
+    ):
+        raise SystemExit(
+            f"{run_dir} holds a {name} trained with {state['config']}, not {config} (a state "
+            "without a config predates the record): move that folder aside to train this "
+            "configuration, or give the variant its own --name"
+        )
     torch.manual_seed(0)
     model = genlab.create(name, spec=train.spec, **config)
     result_in_this_process = None

@@ -35,10 +35,18 @@ stopped. `--toys` runs some toys only (two processes on two cores: `--toys moons
 `--toys 8gaussians,checkerboard`); a run without it, started after those have finished (the
 runs share the partial files), trains what is missing and reports all.
 
+Ten seeds (the issue asks for 3): on the sharp toys training is chaotic. Started from the same
+weights on the same batches, the two libraries' losses agree to 1e-3 for the first
+hundred-odd steps, then part, and both have loss spikes from which a run sometimes does not
+recover by the end, so a seed's final NLL is a heavy-tailed draw (`--trace` shows a pair's
+losses side by side). For two models with one distribution of outcomes, the check below
+passes a pair with probability about P(Z < sqrt(n / 2)): 0.94 at n = 5 seeds, 0.99 at 10.
+
 Target (issue 9): genlab's mean test NLL <= zuko's mean + one standard deviation, and wall
 time <= 1.0x zuko's.
 
 Usage: python benchmarks/flows_vs_zuko.py [--quick] [--threads 1] [--steps 2000] [--toys a,b]
+       python benchmarks/flows_vs_zuko.py --trace maf/8gaussians/2   (one pair's losses)
 """
 
 from __future__ import annotations
@@ -62,7 +70,7 @@ from genlab.families.flows.from_zuko import load_zuko_weights  # noqa: E402
 
 TOYS = ("moons", "8gaussians", "checkerboard", "spirals")
 FLOWS = ("realnvp", "maf", "nsf")
-SEEDS = (0, 1, 2, 3, 4)
+SEEDS = tuple(range(10))
 TRANSFORMS = 4
 HIDDEN = (64, 64)
 BINS = 8
@@ -96,9 +104,10 @@ def zuko_flow(name: str, dim: int) -> torch.nn.Module:
     return zuko.flows.NSF(dim, bins=BINS, **common)
 
 
-def train_pair(flow: str, toy: str, seed: int, steps: int) -> dict:
+def train_pair(flow: str, toy: str, seed: int, steps: int, trace: list | None = None) -> dict:
     """Train genlab's and zuko's `flow` side by side, one step of each in turn (who goes first
-    alternates), timing every step, so machine load hits both alike; then score the test set."""
+    alternates), timing every step, so machine load hits both alike; then score the test set.
+    `trace`, if given, receives (step, genlab loss, zuko loss) for every step."""
     train = genlab.data.load(toy, split="train")
     test = genlab.data.load(toy, split="test")
     seed = 1000 * TOYS.index(toy) + seed  # independent draws on every toy
@@ -132,6 +141,8 @@ def train_pair(flow: str, toy: str, seed: int, steps: int) -> dict:
             optimizers[lib].step()
             seconds[lib] += time.perf_counter() - start
             last[lib] = float(loss.detach())
+        if trace is not None:
+            trace.append((step, last["genlab"], last["zuko"]))
     ours.eval()
     theirs.eval()
     with torch.no_grad():
@@ -145,6 +156,28 @@ def train_pair(flow: str, toy: str, seed: int, steps: int) -> dict:
     }
 
 
+def show_trace(spec: str, steps: int) -> None:
+    """Train one pair and print both libraries' training losses as they part."""
+    try:
+        flow, toy, seed = spec.split("/")
+        seed_number = int(seed)
+    except ValueError:
+        raise SystemExit(
+            f"--trace {spec!r}: expected FLOW/TOY/SEED, e.g. maf/8gaussians/2"
+        ) from None
+    if flow not in FLOWS or toy not in TOYS:
+        raise SystemExit(f"--trace {spec!r}: FLOW in {FLOWS}, TOY in {TOYS}")
+    trace: list = []
+    result = train_pair(flow, toy, seed_number, steps, trace)
+    parted = next((s for s, a, b in trace if abs(a - b) > 1e-3), None)
+    print(f"{spec}: training losses agree to 1e-3 until step {parted} of {steps}")
+    print("step  genlab    zuko")
+    for s, a, b in trace:
+        if s % 50 == 0 or s == steps - 1:
+            print(f"{s:4d}  {a:8.4f}  {b:8.4f}")
+    print({lib: round(r["test_nll"], 4) for lib, r in result.items()}, "test NLL")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 toys, 1 seed, 60 steps")
@@ -153,8 +186,14 @@ def main() -> None:
         "--steps", type=int, default=STEPS, help="training steps for both libraries alike"
     )
     parser.add_argument("--toys", default=None, help="train these toys only, e.g. moons,spirals")
+    parser.add_argument(
+        "--trace", default=None, help="FLOW/TOY/SEED: train one pair and print both losses"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.trace:
+        show_trace(args.trace, 60 if args.quick else args.steps)
+        return
     name = "flows_vs_zuko_quick" if args.quick else "flows_vs_zuko"
     toys = TOYS[:2] if args.quick else TOYS
     seeds = SEEDS[:1] if args.quick else SEEDS

@@ -169,6 +169,13 @@ FACTORIES = [
         (CONTEXT,),
     ),
     ("context_affine", lambda: T.ContextAffine(D, CONTEXT), _gaussian, (CONTEXT,)),
+    ("elementwise_spline", lambda: T.ElementwiseSpline((D,), bins=4, bound=3.0), _gaussian, ()),
+    (
+        "elementwise_spline_image",
+        lambda: T.ElementwiseSpline((2, 2, 4), bins=5, bound=2.0),
+        _pictures,
+        (),
+    ),
     (
         "compose",
         lambda: T.Compose(
@@ -310,6 +317,36 @@ def test_spline_is_identity_at_zero_params_and_outside_the_bound():
     outside = x.abs() > 2.0
     assert torch.equal(y[outside], x[outside]) and (ladj[outside] == 0).all()
     assert (y[~outside].abs() <= 2.0 + 1e-12).all()
+
+
+def test_elementwise_spline_starts_as_identity_and_checks_shapes():
+    t = T.ElementwiseSpline((2, 2, 4), bins=8, bound=3.0)
+    x = _pictures(5).float()
+    y, ladj = t(x)
+    torch.testing.assert_close(y, x, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ladj, torch.zeros(5), atol=1e-4, rtol=0)
+    assert t.params.shape == (2, 2, 4, 23)  # one spline per position: 3 K - 1 parameters
+    with pytest.raises(DataError, match=r"shape \(B, \(2, 2, 4\)\)"):
+        t(torch.zeros(5, 2, 4, 2))
+
+
+def test_elementwise_spline_shapes_a_uniform_marginal():
+    # the case it exists for: one pixel's uniform dequantization noise, which the nearest
+    # Gaussian fits 0.18 nats worse than its own density; the spline removes most of that gap
+    # (about 0.05 nats are left here: a uniform's hard edges need infinite slopes)
+    torch.manual_seed(0)
+    x = 0.05 * torch.rand(4096, 1)
+    flow = T.Compose(T.Shift(-0.025), T.ActNorm(1), T.ElementwiseSpline((1,), bins=8, bound=3.0))
+    opt = torch.optim.Adam(flow.parameters(), lr=0.05)
+    for _ in range(600):
+        z, ladj = flow(x)
+        nll = -(torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(1) + ladj).mean()
+        opt.zero_grad()
+        nll.backward()
+        opt.step()
+    best = -math.log(20.0)  # the uniform's own entropy: -log(1 / 0.05)
+    gap = 0.5 * math.log(2 * math.pi * math.e / 12)  # the nearest Gaussian's excess
+    assert float(nll.detach()) < best + gap / 2
 
 
 def test_image_coupling_masks_pass_the_right_values_through():
@@ -537,6 +574,7 @@ def test_conditional_flow_uses_labels():
         ("nsf", {"tail_bound": 0.0}, "tail_bound"),
         ("nsf", {"kind": "glow"}, "kind"),
         ("iaf", {"activation": "swish"}, "activation"),
+        ("realnvp", {"marginal_spline_bins": 8}, "for images"),
     ],
 )
 def test_bad_configs_raise(name, cfg, match):

@@ -37,8 +37,31 @@ MODELS = [
         COLOUR,
         {"num_scales": 1, "couplings_per_stage": 2, "hidden_channels": 8, "conditional": True},
     ),
+    (
+        "glow",
+        BYTE_IMAGES,
+        {"num_levels": 1, "steps_per_level": 1, "hidden_channels": 8, "marginal_spline_bins": 4},
+    ),
+    (
+        "realnvp",
+        BYTE_IMAGES,
+        {
+            "num_scales": 1,
+            "couplings_per_stage": 1,
+            "hidden_channels": 8,
+            "preprocess": "shift",
+            "marginal_spline_bins": 3,
+        },
+    ),
 ]
-IDS = ["glow_L2", "glow_conditional_rgb", "realnvp_2_scales", "realnvp_conditional_rgb"]
+IDS = [
+    "glow_L2",
+    "glow_conditional_rgb",
+    "realnvp_2_scales",
+    "realnvp_conditional_rgb",
+    "glow_marginal_spline",
+    "realnvp_shift_marginal_spline",
+]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -248,8 +271,12 @@ def test_bad_images_and_configs_raise():
         ({"logit_alpha": 0.0}, "logit_alpha"),
         ({"dequantization": "gaussian"}, "dequantization"),
         ({"activation": "swish"}, "activation"),
+        ({"marginal_spline_bins": 1}, "marginal_spline_bins=1"),
+        ({"marginal_spline_bins": -4}, "marginal_spline_bins=-4"),
     ]:
         with pytest.raises(ConfigError, match=match):
             genlab.create("glow", spec=BYTE_IMAGES, **bad)
+    with pytest.raises(ConfigError, match="marginal_spline_bins"):
+        genlab.create("realnvp", spec=BYTE_IMAGES, marginal_spline_bins=1)
     with pytest.raises(TypeError):
         model.sample(2, truncation=0.5)

@@ -101,6 +101,11 @@ def check_image_options(name: str, config: Any) -> None:
             f"{name}.dequant_hidden_channels and dequant_layers must be 1 or more, got "
             f"{config.dequant_hidden_channels} and {config.dequant_layers}"
         )
+    if config.marginal_spline_bins == 1 or config.marginal_spline_bins < 0:
+        raise ConfigError(
+            f"{name}.marginal_spline_bins={config.marginal_spline_bins}: set it to 0 (no spline) "
+            "or 2 or more, e.g. 16"
+        )
 
 
 def check_image_size(name: str, shape: tuple[int, ...], halvings: int, what: str) -> None:
@@ -141,6 +146,9 @@ class RealNVPConfig:
         dequantization: "uniform" or "variational" (Flow++) for quantized images.
         dequant_hidden_channels: width of the variational dequantizer's networks.
         dequant_layers: couplings of the variational dequantizer.
+        marginal_spline_bins: if above 0, a learned rational-quadratic spline per pixel with
+            this many bins right after the preprocessing (`transforms.ElementwiseSpline`);
+            0 (the default) leaves it out. Images.
     """
 
     num_layers: int = 6
@@ -159,6 +167,7 @@ class RealNVPConfig:
     dequantization: Dequantization = "uniform"
     dequant_hidden_channels: int = 16
     dequant_layers: int = 2
+    marginal_spline_bins: int = 0
 
     def __post_init__(self) -> None:
         _check_common("realnvp", self)
@@ -265,6 +274,11 @@ class FlowModel(NeuralModel):
         )
         shape = tuple(spec.shape)
         if not self.is_image:
+            if getattr(config, "marginal_spline_bins", 0):
+                raise ConfigError(
+                    f"{self.name}.marginal_spline_bins={config.marginal_spline_bins} is for "
+                    f"images, but {spec.name or 'this data'} is {spec.modality}: leave it at 0"
+                )
             self.levels = None
             self.dequantizer = None
             self.transform = self.build(config, shape, context_dim)
@@ -283,9 +297,20 @@ class FlowModel(NeuralModel):
                 if config.dequantization == "variational"
                 else T.UniformDequantization()
             )
-        preprocess = T.Logit(config.logit_alpha) if config.preprocess == "logit" else T.Shift(-0.5)
+        if config.preprocess == "logit":
+            preprocess: T.Transform = T.Logit(config.logit_alpha)
+            edge = math.log((1 - config.logit_alpha) / config.logit_alpha)  # logit of 1 - alpha
+        else:
+            preprocess, edge = T.Shift(-0.5), 0.5
+        marginal = (
+            [T.ElementwiseSpline(shape, config.marginal_spline_bins, bound=edge + 0.05)]
+            if config.marginal_spline_bins
+            else []
+        )
         top = [T.ContextAffine(self.dim, context_dim)] if context_dim else []
-        self.transform = T.Compose(preprocess, self.build(config, shape, context_dim), *top)
+        self.transform = T.Compose(
+            preprocess, *marginal, self.build(config, shape, context_dim), *top
+        )
 
     @staticmethod
     @abc.abstractmethod

@@ -60,6 +60,9 @@ class GlowConfig:
         dequantization: "uniform" or "variational" (Flow++) for quantized images.
         dequant_hidden_channels: width of the variational dequantizer's networks.
         dequant_layers: couplings of the variational dequantizer.
+        marginal_spline_bins: if above 0, a learned rational-quadratic spline per pixel with
+            this many bins right after the preprocessing (`transforms.ElementwiseSpline`);
+            0 (the default) leaves it out.
         activation: the conditioners' activation.
         conditional: model p(x|y) with y = cond["label"].
         label_dim: size of the learned label embedding (conditional only).
@@ -74,6 +77,7 @@ class GlowConfig:
     dequantization: Dequantization = "uniform"
     dequant_hidden_channels: int = 16
     dequant_layers: int = 2
+    marginal_spline_bins: int = 0
     activation: Activation = "relu"
     conditional: bool = False
     label_dim: int = 16

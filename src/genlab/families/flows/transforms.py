@@ -210,7 +210,7 @@ class Univariate(abc.ABC):
 
     @abc.abstractmethod
     def __call__(self, x: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
-        """x (B, D), params (B, D, P) -> y (B, D), elementwise log |dy/dx| (B, D)."""
+        """x (B, D), params (B, D, P) or (1, D, P) -> y (B, D), elementwise log |dy/dx| (B, D)."""
 
 
 #: The vector flows' bound on a layer's log-scale: scales within (1e-3, 1e3), as zuko's.
@@ -297,6 +297,8 @@ class RationalQuadratic(Univariate):
         table = torch.cat(
             [knots[..., :-1], sizes, torch.stack([derivs[..., :-1], derivs[..., 1:]], -2)], -2
         )  # (B, D, 6, K)
+        # params may be (1, D, P), shared by the batch: the knots are then computed once
+        table = table.expand(*idx.shape[:-1], 6, k)
         picked = table.gather(-1, idx.unsqueeze(-2).expand(*idx.shape[:-1], 6, 1))
         x_k, y_k, w_k, h_k, d_k, d_k1 = picked.squeeze(-1).unbind(-1)  # (B, D) each
         delta = h_k / w_k
@@ -319,6 +321,40 @@ class RationalQuadratic(Univariate):
         else:
             out = y_k + h_k * (delta * theta.pow(2) + d_k * t1m) / denom
         return torch.where(inside, out, x), torch.where(inside, ladj, torch.zeros_like(ladj))
+
+
+class ElementwiseSpline(Transform):
+    """A learned monotone rational-quadratic spline per feature, no conditioner: y_i = g_i(x_i).
+
+    Each position of `shape` (e.g. an image's (C, H, W)) has its own spline on [-bound, bound]
+    (identity outside); all-zero parameters, the initial state, give the identity. Placed
+    right after an image flow's preprocessing it can shape each pixel's own marginal, which
+    affine couplings only reach through other pixels: a background pixel of a dequantized
+    image is uniform on its bin, and the nearest Gaussian to a uniform costs
+    0.5 ln(2 pi e / 12) = 0.18 nats (0.25 bits) of that pixel's density.
+    """
+
+    def __init__(self, shape: tuple[int, ...], bins: int = 8, bound: float = 3.0) -> None:
+        super().__init__()
+        self.spline = RationalQuadratic(bins, bound)
+        self.shape = tuple(shape)
+        self.params = nn.Parameter(torch.zeros(*self.shape, self.spline.num_params))
+
+    def _spline(self, x: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+        if tuple(x.shape[1:]) != self.shape:
+            raise DataError(
+                f"ElementwiseSpline expects inputs of shape (B, {self.shape}), got {tuple(x.shape)}"
+            )
+        flat = x.flatten(1)  # (B, D)
+        params = self.params.flatten(0, -2).unsqueeze(0)  # (1, D, P), broadcast over B
+        y, ladj = self.spline(flat, params, inverse)
+        return y.view_as(x), ladj.sum(1)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self._spline(x, inverse=False)
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self._spline(y, inverse=True)
 
 
 # ---- coupling and autoregressive layers -----------------------------------------------------
