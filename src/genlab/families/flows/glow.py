@@ -62,7 +62,9 @@ class GlowConfig:
         dequant_layers: couplings of the variational dequantizer.
         marginal_spline_bins: if above 0, a learned rational-quadratic spline per pixel with
             this many bins right after the preprocessing (`transforms.ElementwiseSpline`);
-            0 (the default) leaves it out.
+            0 (the default, the paper's Glow) leaves it out. On mnist5k 16 bins took the
+            benchmark Glow's test bits/dim from 1.428 to 1.228 in the same 45 CPU-minutes
+            (benchmarks/flows_mnist5k.py).
         activation: the conditioners' activation.
         conditional: model p(x|y) with y = cond["label"].
         label_dim: size of the learned label embedding (conditional only).
