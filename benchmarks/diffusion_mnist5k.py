@@ -38,7 +38,7 @@ warm-up) into its own run folder and results, named after the config file.
 
 Usage: python benchmarks/diffusion_mnist5k.py [--minutes 30] [--quick] [--threads 1]
            [--config configs/diffusion_mnist5k.yaml]
-           [--rows a,b --redraws 3 [--redraw-rows b]] > log
+           [--rows a,b --redraws 3 [--redraw-rows b] --results-name NAME] > log
 """
 
 from __future__ import annotations
@@ -184,6 +184,12 @@ def main() -> None:
         default=None,
         help="redraw only these of the --rows, e.g. dpmpp_2m_20 (default: all of them)",
     )
+    parser.add_argument(
+        "--results-name",
+        default=None,
+        help="results file name (default: the config's stem), e.g. for a --rows report that "
+        "must not replace the full table",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--num-samples", type=int, default=1000)
     args = parser.parse_args()
@@ -195,6 +201,7 @@ def main() -> None:
         raise SystemExit(f"--config {args.config}: no such file")
     name = args.config.stem  # diffusion_mnist5k for the default config
     name = f"{name}_quick" if args.quick else name
+    report = args.results_name or name  # the run folder stays the config's
     runs = HERE / "runs" / name
     runs.mkdir(parents=True, exist_ok=True)
     model, plan = train(runs, args.minutes, args.quick, args.config)
@@ -414,9 +421,9 @@ def main() -> None:
         ),
     ]
     figures["plot"] = str(
-        plot(partial, RESULTS / f"{name}.png", guided_steps).relative_to(HERE.parent)
+        plot(partial, RESULTS / f"{report}.png", guided_steps).relative_to(HERE.parent)
     )
-    path = write_results(name, figures, table)
+    path = write_results(report, figures, table)
     print(path.with_suffix(".md").read_text())
 
 
