@@ -50,7 +50,7 @@ from genlab.train.loop import fit  # noqa: E402
 MODELS = {
     "realnvp": {
         "num_scales": 2,
-        "couplings_per_stage": 2,
+        "couplings_per_stage": 3,  # the paper's: 3 checkerboard + 3 channel, 4 at the last
         "hidden_channels": 32,
         "preprocess": "logit",
         "logit_alpha": 0.05,
