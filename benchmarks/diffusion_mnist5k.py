@@ -16,8 +16,8 @@ sets of both the generated and the test features, without replacement, centred o
 with-replacement bootstrap, whose FID intervals sit above the estimate, marked as such),
 beside the same figures for 1,000 training digits against the test digits (the real-vs-real
 floor). Rows evaluated since the interval change keep their generated features in the run
-folder (features/<row>.npy), so their intervals can be recomputed without sampling again. Rows: ancestral DDPM
-at 250 steps (the reference), DDIM at 10/20/50 steps, DPM-Solver++(2M) at 10/20 (the
+folder (features/<row>.npy), so their intervals can be recomputed without sampling again.
+Rows: ancestral DDPM at 250 steps (the reference), DDIM at 10/20/50 steps, DPM-Solver++(2M) at 10/20 (the
 probability-flow ODE) and its SDE form SDE-DPM-Solver++(2M) at 10/20, Heun at 18 steps (35
 evaluations), and unconditional DPM-Solver++(2M) at 20 (the null class). Guidance table:
 DPM-Solver++(2M) at 20 steps with classifier-free guidance w = 0, 1, 3, 5 (Ho & Salimans: D_c +

@@ -118,13 +118,11 @@ def train_model(
         if state_path.exists()
         else {"train_seconds": 0.0, "steps": 0, "total_steps": None, "curve": []}
     )
-    if state.setdefault("config", config) != config or (
-        state_path.exists() and "config" not in json.loads(state_path.read_text())
-    ):
+    recorded = state.setdefault("config", None if state_path.exists() else config)
+    if recorded != config:  # None: a state from before configs were recorded
         raise SystemExit(
-            f"{run_dir} holds a {name} trained with {state['config']}, not {config} (a state "
-            "without a config predates the record): move that folder aside to train this "
-            "configuration, or give the variant its own --name"
+            f"{run_dir} holds a {name} trained with {recorded}, not {config}: move that folder "
+            "aside to train this configuration, or give the variant its own --name"
         )
     torch.manual_seed(0)
     model = genlab.create(name, spec=train.spec, **config)

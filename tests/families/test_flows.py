@@ -330,6 +330,20 @@ def test_elementwise_spline_starts_as_identity_and_checks_shapes():
         t(torch.zeros(5, 2, 4, 2))
 
 
+def test_spline_parameters_shared_by_the_batch_match_expanded_ones():
+    # ElementwiseSpline passes one (1, D, P) set for the whole batch; it must compute what
+    # the same parameters repeated per row (B, D, P), the coupling layers' form, compute
+    spline = T.RationalQuadratic(5, 2.0)
+    g = torch.Generator().manual_seed(0)
+    params = torch.randn(1, 3, spline.num_params, generator=g, dtype=torch.float64)
+    x = 1.5 * torch.randn(7, 3, generator=g, dtype=torch.float64)
+    for inverse in (False, True):
+        shared = spline(x, params, inverse)
+        expanded = spline(x, params.expand(7, -1, -1).contiguous(), inverse)
+        for a, b in zip(shared, expanded):
+            torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
 def test_elementwise_spline_shapes_a_uniform_marginal():
     # the case it exists for: one pixel's uniform dequantization noise, which the nearest
     # Gaussian fits 0.18 nats worse than its own density; the spline removes most of that gap

@@ -90,7 +90,7 @@ def bootstrap_interval(
         ConfigError: num_resamples < 1, confidence outside (0, 1), or a statistic that is not
             a number.
     """
-    estimate, replicates = _replicates(
+    return _interval(
         "bootstrap_interval",
         statistic_fn,
         arrays,
@@ -98,10 +98,8 @@ def bootstrap_interval(
         confidence,
         seed,
         lambda rng, size: rng.integers(0, size, size),
+        centred=False,
     )
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(replicates, [tail, 1.0 - tail])
-    return estimate, float(low), float(high)
 
 
 def half_sample_interval(
@@ -119,7 +117,7 @@ def half_sample_interval(
     half-sample values minus their mean (the module docstring gives the reasoning). Arguments,
     return value and errors as `bootstrap_interval`; each array needs at least 2 rows.
     """
-    estimate, replicates = _replicates(
+    return _interval(
         "half_sample_interval",
         statistic_fn,
         arrays,
@@ -127,14 +125,12 @@ def half_sample_interval(
         confidence,
         seed,
         lambda rng, size: rng.choice(size, size // 2, replace=False),
+        centred=True,
         min_rows=2,
     )
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(replicates - replicates.mean(), [tail, 1.0 - tail])
-    return estimate, estimate + float(low), estimate + float(high)
 
 
-def _replicates(
+def _interval(
     caller: str,
     statistic_fn: Callable[..., Any],
     arrays: tuple[Any, ...],
@@ -142,9 +138,13 @@ def _replicates(
     confidence: float,
     seed: int,
     draw: Callable[[np.random.Generator, int], np.ndarray],
+    *,
+    centred: bool,
     min_rows: int = 1,
-) -> tuple[float, np.ndarray]:
-    """The statistic on the arrays, and on `num_resamples` sets of rows drawn by `draw`."""
+) -> tuple[float, float, float]:
+    """(estimate, low, high): the statistic on the arrays, and the quantiles of its values on
+    `num_resamples` sets of rows drawn by `draw`, as they are or (`centred`) as the estimate
+    plus their deviations from their mean."""
     if not arrays:
         raise DataError(f"{caller} got no arrays; pass the sample sets after statistic_fn.")
     if (
@@ -174,4 +174,9 @@ def _replicates(
                 "distinct rows than the data, so statistics that need many distinct rows (FID "
                 "needs more than D) can fail on small sets: pass more samples."
             )
-    return estimate, replicates
+    tail = (1.0 - confidence) / 2.0
+    if centred:
+        low, high = np.quantile(replicates - replicates.mean(), [tail, 1.0 - tail])
+        return estimate, estimate + float(low), estimate + float(high)
+    low, high = np.quantile(replicates, [tail, 1.0 - tail])
+    return estimate, float(low), float(high)
