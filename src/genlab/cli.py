@@ -152,7 +152,13 @@ def train(model, data_name, config_path, overrides, out, resume, force) -> None:
 )
 @click.option("--sampler", default=None, help="Diffusion sampler, e.g. dpmpp_2m, ddim, heun.")
 @click.option("--steps", type=int, default=None, help="Diffusion sampling steps.")
-@click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale.")
+@click.option(
+    "--guidance",
+    type=float,
+    default=None,
+    help="Classifier-free guidance w (Ho & Salimans): D_c + w (D_c - D_u); 0 = none. "
+    "diffusers' guidance_scale is w + 1.",
+)
 @click.option(
     "--inpaint",
     type=click.Path(dir_okay=False),
@@ -164,6 +170,11 @@ def train(model, data_name, config_path, overrides, out, resume, force) -> None:
     type=click.Path(dir_okay=False),
     default=None,
     help="Inpainting mask (PNG, same size): white = generate, black = keep.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an existing --out: the old file (and its .json) is moved aside, not deleted.",
 )
 @click.option("--prompt", default=None, help="Text prompt for sequence models.")
 @click.option("--max-new-tokens", type=int, default=None, help="Tokens to generate after it.")
@@ -194,6 +205,7 @@ def sample(
     guidance,
     inpaint,
     mask,
+    force,
     prompt,
     max_new_tokens,
     temperature,
@@ -211,6 +223,8 @@ def sample(
     from genlab.train.run import load_run
 
     model, _, spec = load_run(run_dir)
+    inputs = [Path(p) for p in (inpaint, mask) if p is not None]
+    replaced = _existing_outputs(Path(out), inputs=inputs, force=force)
     opts = _parse_options(options)
     flags = {
         "sampler": sampler,
@@ -247,6 +261,7 @@ def sample(
     )
     if stream:
         click.echo()
+    _move_aside(replaced)
     path = write_samples(x, spec, out)
     provenance = {
         "generator": "genlab",
@@ -261,6 +276,35 @@ def sample(
     }
     atomic_write_text(Path(str(path) + ".json"), json.dumps(provenance, indent=2))
     click.echo(f"wrote {num_samples} samples to {path}")
+
+
+def _existing_outputs(out: Path, *, inputs: list[Path], force: bool) -> list[Path]:
+    """Refuse to write samples over an input or, without --force, over an existing file;
+    returns the existing files that --force replaces (`_move_aside` them before writing)."""
+    for path in inputs:
+        if path.exists() and out.exists() and out.resolve() == path.resolve():
+            raise ConfigError(
+                f"--out {out} is also an input of this command: choose another --out, so that "
+                "the input is kept"
+            )
+    targets = [p for p in (out, Path(str(out) + ".json")) if p.exists()]
+    if targets and not force:
+        raise ConfigError(
+            f"{targets[0]} already exists: choose another --out, or pass --force to move the "
+            "old file aside and write the new one"
+        )
+    return targets
+
+
+def _move_aside(paths: list[Path]) -> None:
+    """Rename each file `NAME.replaced-TIME.EXT` (as `genlab train --force` does with a run
+    folder), so that nothing is deleted."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for path in paths:
+        stem, dot, ext = path.name.partition(".")
+        backup = path.with_name(f"{stem}.replaced-{stamp}{dot}{ext}")
+        path.rename(backup)
+        click.echo(f"moved the existing {path} to {backup}")
 
 
 class _TextStream:
@@ -311,8 +355,15 @@ def _inpainting_inputs(image_path: Path, mask_path: Path, spec):
                 f"{width}x{height} images: give an image and a mask of that size"
             )
         arrays.append(array)
+    grey = int(((arrays[1] > 0) & (arrays[1] < 1)).sum())
+    if grey:
+        raise ConfigError(
+            f"{mask_path} has {grey} grey pixels, but a mask must be pure black (keep) and "
+            "white (generate): threshold it, e.g. with PIL's Image.point(lambda v: 255 * (v > "
+            "127)), and save it without antialiasing"
+        )
     image = torch.from_numpy(arrays[0]).reshape(height, width, -1).permute(2, 0, 1)[None]
-    mask = (torch.from_numpy(arrays[1]) > 0.5).float()[None, None]
+    mask = torch.from_numpy(arrays[1])[None, None].contiguous()
     return image.contiguous(), mask
 
 

@@ -321,6 +321,83 @@ def test_inpainting_inputs_checks_sizes(tmp_path):
         _inpainting_inputs(tmp_path / "bad.png", tmp_path / "mask.png", spec)
 
 
+def test_inpainting_inputs_refuse_a_missing_file_and_a_grey_mask(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from genlab.cli import _inpainting_inputs
+    from genlab.core.contract import DataSpec
+    from genlab.core.errors import ConfigError
+
+    spec = DataSpec("image", (1, 8, 8), value_range=(0.0, 1.0))
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "img.png")
+    with pytest.raises(ConfigError, match="nowhere.png does not exist"):
+        _inpainting_inputs(tmp_path / "img.png", tmp_path / "nowhere.png", spec)
+    mask = np.zeros((8, 8), np.uint8)
+    mask[:4] = 255
+    mask[4, :3] = 128  # an antialiased edge
+    Image.fromarray(mask).save(tmp_path / "grey.png")
+    with pytest.raises(ConfigError, match="3 grey pixels.*threshold it"):
+        _inpainting_inputs(tmp_path / "img.png", tmp_path / "grey.png", spec)
+
+
+def test_diffusion_train_sample_guide_and_inpaint_through_the_cli(run_cli, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    run = tmp_path / "ddpm"
+    code, _, err = run_cli(
+        "train",
+        "diffusion",
+        "--data",
+        "digits",
+        "--out",
+        run,
+        *("--set", "model.conditional=true", "--set", "model.channels=8"),
+        *("--set", "model.channel_mults=[1, 2]", "--set", "model.num_res_blocks=1"),
+        *("--set", "model.num_heads=2", "--set", "train.steps=3", "--set", "train.batch_size=16"),
+    )
+    assert code == 0, err
+    out = tmp_path / "sevens.npy"
+    guided = ("--sampler", "dpmpp_2m", "--steps", "3", "--guidance", "3", "--class", "7")
+    code, _, err = run_cli("sample", run, "-n", "4", "--out", out, *guided)
+    assert code == 0, err
+    first = np.load(out)
+    assert first.shape == (4, 1, 8, 8) and np.isfinite(first).all()
+    recorded = json.loads((tmp_path / "sevens.npy.json").read_text())
+    assert recorded["class"] == 7
+    assert recorded["options"] == {"sampler": "dpmpp_2m", "steps": 3, "guidance": 3.0}
+    # An existing output is kept: refused without --force, moved aside with it.
+    assert "already exists" in _error(run_cli, "sample", run, "-n", "4", "--out", out, *guided)
+    assert np.array_equal(np.load(out), first)
+    code, _, err = run_cli(
+        "sample", run, "-n", "4", "--out", out, *guided, "--seed", "5", "--force"
+    )
+    assert code == 0, err
+    moved = sorted(tmp_path.glob("sevens.replaced-*"))
+    assert [p.name.split(".", 2)[-1] for p in moved] == ["npy", "npy.json"]
+    assert np.array_equal(np.load(moved[0]), first)
+    assert not np.array_equal(np.load(out), first)
+    # Inpainting: the black half of the mask is kept exactly, the white half generated.
+    image = np.zeros((8, 8), np.uint8)
+    image[:, 2:6] = 255
+    mask = np.zeros((8, 8), np.uint8)
+    mask[:4] = 255
+    Image.fromarray(image).save(tmp_path / "digit.png")
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    inputs = ("--inpaint", tmp_path / "digit.png", "--mask", tmp_path / "mask.png")
+    filled = tmp_path / "filled.npy"
+    code, _, err = run_cli("sample", run, "-n", "2", "--steps", "3", "--out", filled, *inputs)
+    assert code == 0, err
+    x = np.load(filled)
+    np.testing.assert_allclose(
+        x[:, 0, 4:], np.broadcast_to(image[4:] / 255.0, (2, 4, 8)), atol=1e-5
+    )
+    # The input image is never the output, not even with --force.
+    err = _error(run_cli, "sample", run, "--out", tmp_path / "digit.png", *inputs, "--force")
+    assert "also an input" in err and (tmp_path / "digit.png").exists()
+
+
 def test_gpt_train_and_sample_text_with_prompt_and_stream(run_cli, tmp_path):
     text = tmp_path / "tiny.txt"
     text.write_text("the cat sat on the mat. the dog sat on the log. " * 40)
