@@ -298,14 +298,10 @@ def _existing_outputs(out: Path, *, inputs: list[Path], force: bool) -> list[Pat
 
 
 def _move_aside(paths: list[Path]) -> None:
-    """Rename each file `NAME.replaced-TIME.EXT` (as `genlab train --force` does with a run
-    folder), so that nothing is deleted."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    from genlab.core.persist import move_aside
+
     for path in paths:
-        stem, dot, ext = path.name.partition(".")
-        backup = path.with_name(f"{stem}.replaced-{stamp}{dot}{ext}")
-        path.rename(backup)
-        click.echo(f"moved the existing {path} to {backup}")
+        click.echo(f"moved the existing {path} to {move_aside(path)}")
 
 
 class _TextStream:

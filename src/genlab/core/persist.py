@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,20 @@ from genlab.core.errors import CheckpointError, GenlabError
 MODEL_FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a file or folder that --force replaces to `NAME.replaced-TIME[.EXT]` beside it
+    (a file keeps its extensions, so it still opens as before); nothing is deleted.
+    Returns the new path."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    if path.is_dir():
+        backup = path.with_name(f"{path.name}.replaced-{stamp}")
+    else:
+        stem, dot, ext = path.name.partition(".")
+        backup = path.with_name(f"{stem}.replaced-{stamp}{dot}{ext}")
+    path.rename(backup)
+    return backup
 
 
 def _atomic_replace(path: Path, write) -> None:

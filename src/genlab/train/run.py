@@ -22,7 +22,7 @@ from genlab.core.config import (
 )
 from genlab.core.contract import ClassicalModel, DataSpec, NeuralModel
 from genlab.core.errors import ConfigError, GenlabError
-from genlab.core.persist import atomic_write_text
+from genlab.core.persist import atomic_write_text, move_aside
 from genlab.core.registry import create, make_config
 from genlab.data import load as load_data
 from genlab.data import resolve_source, source_options
@@ -98,8 +98,7 @@ def prepare_run_dir(out: Path, *, resume: bool, force: bool) -> None:
             "aside and start again, or choose another --out"
         )
     if exists and force:
-        backup = out.with_name(f"{out.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
-        out.rename(backup)
+        backup = move_aside(out)
         print(f"moved the existing {out} to {backup}")
     out.mkdir(parents=True, exist_ok=True)
 
